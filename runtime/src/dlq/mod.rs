@@ -1,0 +1,145 @@
+//! Dead letters: messages that cannot succeed, copied to the `DLQ` stream
+//! (subject `dlq.{group}.{original subject}`) with their payload, headers
+//! and the reason, before the original is terminated.
+//!
+//! The copy's `Nats-Msg-Id` is `dlq:{stream}:{sequence}`, so capturing the
+//! same message twice (e.g. after a crash between DLQ publish and term)
+//! stores it once.
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+
+use crate::publish::{Bus, PubAck, PublishError};
+
+/// Default name of the dead-letter stream.
+pub const STREAM: &str = "DLQ";
+/// Subjects of the dead-letter stream.
+pub const SUBJECTS: &str = "dlq.>";
+
+/// Headers jetflow adds to a dead-lettered copy.
+pub mod headers {
+    /// Subject the message was published on.
+    pub const SUBJECT: &str = "jetflow-dlq-subject";
+    /// Stream that stored the original.
+    pub const STREAM: &str = "jetflow-dlq-stream";
+    /// Sequence of the original in its stream.
+    pub const SEQUENCE: &str = "jetflow-dlq-sequence";
+    /// Deliveries made before dead-lettering.
+    pub const DELIVERED: &str = "jetflow-dlq-delivered";
+    /// Why it was dead-lettered: the last error.
+    pub const ERROR: &str = "jetflow-dlq-error";
+    /// Handler that failed.
+    pub const HANDLER: &str = "jetflow-dlq-handler";
+    /// Consumer group (durable) it failed in.
+    pub const GROUP: &str = "jetflow-dlq-group";
+}
+
+/// A dead-lettered message read back from the DLQ stream.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// Sequence of this record in the DLQ stream.
+    pub dlq_sequence: u64,
+    /// Original subject.
+    pub subject: String,
+    /// Original stream.
+    pub stream: String,
+    /// Original stream sequence.
+    pub sequence: u64,
+    /// Deliveries made.
+    pub delivered: u64,
+    /// The reason (last error).
+    pub error: String,
+    /// The handler.
+    pub handler: String,
+    /// The group.
+    pub group: String,
+    /// Original payload, unchanged.
+    pub payload: Bytes,
+    /// Original headers plus the `jetflow-dlq-*` ones.
+    pub headers: HeaderMap,
+}
+
+/// Where and why a message is dead-lettered.
+pub(crate) struct Record<'a> {
+    pub(crate) group: &'a str,
+    pub(crate) handler: &'a str,
+    pub(crate) subject: &'a str,
+    pub(crate) stream: &'a str,
+    pub(crate) sequence: u64,
+    pub(crate) delivered: u64,
+    pub(crate) reason: &'a str,
+}
+
+/// Subject of a dead letter.
+pub(crate) fn subject(group: &str, original_subject: &str) -> String {
+    format!("dlq.{group}.{original_subject}")
+}
+
+/// Publishes the copy and awaits its PubAck.
+pub(crate) async fn capture(
+    bus: &Bus,
+    record: Record<'_>,
+    original_headers: Option<&HeaderMap>,
+    payload: Bytes,
+) -> Result<PubAck, PublishError> {
+    let mut h = original_headers.cloned().unwrap_or_default();
+    h.insert(headers::SUBJECT, record.subject);
+    h.insert(headers::STREAM, record.stream);
+    h.insert(headers::SEQUENCE, record.sequence.to_string().as_str());
+    h.insert(headers::DELIVERED, record.delivered.to_string().as_str());
+    // header values cannot carry line breaks
+    let reason: String = record.reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    h.insert(headers::ERROR, reason.as_str());
+    h.insert(headers::HANDLER, record.handler);
+    h.insert(headers::GROUP, record.group);
+    let id = format!("dlq:{}:{}", record.stream, record.sequence);
+    bus.publish_message(subject(record.group, record.subject), h, payload, &id).await
+}
+
+/// Reads every dead letter currently in the DLQ stream, oldest first.
+///
+/// ```no_run
+/// # async fn demo(bus: jetflow::Bus) -> Result<(), jetflow::Error> {
+/// for dead in jetflow::dlq::list(&bus).await? {
+///     println!("{} #{} failed in {}: {}", dead.subject, dead.sequence, dead.handler, dead.error);
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn list(bus: &Bus) -> Result<Vec<DeadLetter>, crate::Error> {
+    let mut stream = bus
+        .jetstream()
+        .get_stream(STREAM)
+        .await
+        .map_err(|e| crate::Error::topology(format!("cannot open the `{STREAM}` stream"), e))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| crate::Error::topology(format!("cannot read the `{STREAM}` stream's info"), e))?
+        .clone();
+    let mut out = Vec::new();
+    if info.state.messages == 0 {
+        return Ok(out);
+    }
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        let msg = match stream.get_raw_message(seq).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound => continue,
+            Err(e) => return Err(crate::Error::topology(format!("cannot read `{STREAM}` message {seq}"), e)),
+        };
+        let get = |name: &str| msg.headers.get(name).map(|v| v.as_str().to_owned()).unwrap_or_default();
+        out.push(DeadLetter {
+            dlq_sequence: msg.sequence,
+            subject: get(headers::SUBJECT),
+            stream: get(headers::STREAM),
+            sequence: get(headers::SEQUENCE).parse().unwrap_or_default(),
+            delivered: get(headers::DELIVERED).parse().unwrap_or_default(),
+            error: get(headers::ERROR),
+            handler: get(headers::HANDLER),
+            group: get(headers::GROUP),
+            payload: msg.payload.clone(),
+            headers: msg.headers.clone(),
+        });
+    }
+    Ok(out)
+}

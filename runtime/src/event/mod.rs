@@ -1,0 +1,60 @@
+//! Typed events: the [`Event`] trait and the rules for names, versions and subjects.
+
+mod subject;
+
+pub use subject::{SubjectError, validate_subject_token};
+pub(crate) use subject::{subject_matches, version_of};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A typed, versioned event carried on a JetStream subject.
+///
+/// Implemented by `#[event]`; hand-written implementations are fine too. The
+/// wire contract is plain JSON of the type on the subject [`Event::SUBJECT`]
+/// (`{name}.{version}`), stored in the stream [`Event::STREAM`].
+///
+/// # Example
+///
+/// ```
+/// use jetflow::Event;
+///
+/// #[jetflow::event(version = "v1")]
+/// pub struct OrderCreated {
+///     pub order_id: String,
+///     pub total_cents: u64,
+/// }
+///
+/// assert_eq!(OrderCreated::NAME, "order.created");
+/// assert_eq!(OrderCreated::SUBJECT, "order.created.v1");
+/// assert_eq!(OrderCreated::STREAM, "ORDER");
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a jetflow event",
+    label = "not an event",
+    note = "put `#[jetflow::event(version = \"v1\")]` on the struct `{Self}`"
+)]
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Dot-separated event name, e.g. `order.created`.
+    const NAME: &'static str;
+    /// Version token, `v1`, `v2`, ...
+    const VERSION: &'static str;
+    /// Subject the event is published on: `{NAME}.{VERSION}`.
+    const SUBJECT: &'static str;
+    /// Stream that stores the event; by default the first token of the name,
+    /// upper-cased (`order.created` -> `ORDER`).
+    const STREAM: &'static str;
+
+    /// Business key used to derive a stable event id (and so the
+    /// `Nats-Msg-Id` used for server-side deduplication). `None` means a
+    /// fresh UUIDv7 per publish.
+    fn event_key(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The subjects a stream needs so that it stores an event: `{first token}.>`.
+pub(crate) fn stream_subject_of(name: &str) -> String {
+    let first = name.split('.').next().unwrap_or(name);
+    format!("{first}.>")
+}

@@ -1,0 +1,51 @@
+#![doc = include_str!("../../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod app;
+mod consume;
+pub mod dlq;
+mod error;
+pub mod event;
+pub mod handler;
+pub mod publish;
+mod retry;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod topology;
+
+pub use app::{App, AppHandle, ConnectOptions};
+pub use error::{Error, Result};
+pub use event::Event;
+pub use handler::{Context, Handler, HandlerError, State};
+pub use publish::{Bus, PubAck, PublishError};
+
+#[cfg(feature = "macros")]
+pub use jetflow_macros::{event, handler};
+
+/// Everything a service usually needs: `use jetflow::prelude::*;`.
+pub mod prelude {
+    pub use crate::{App, Bus, Context, Event, Handler, HandlerError, State};
+    #[cfg(feature = "macros")]
+    pub use crate::{event, handler};
+}
+
+/// Paths used by the code `#[event]` and `#[handler]` generate. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_nats;
+    pub use serde;
+    pub use serde_json;
+
+    /// Compile-time check that an explicit handler `subject` can carry the
+    /// event's subject; a failure is a compile error pointing at the literal.
+    pub const fn assert_subject_matches(event_subject: &str, handler_subject: &str) {
+        if !crate::event::subject_matches(handler_subject, event_subject) {
+            panic!(
+                "the handler's `subject` does not match the subject its event is published on \
+                 (`<Event>::SUBJECT`); remove `subject = ...` or use a subject that matches it"
+            );
+        }
+    }
+}
