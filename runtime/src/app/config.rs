@@ -120,6 +120,7 @@ impl ConnectOptions {
                     }
                     async_nats::Event::Disconnected => tracing::warn!(%url, "disconnected from NATS; reconnecting"),
                     async_nats::Event::LameDuckMode => tracing::warn!(%url, "server entered lame duck mode"),
+                    async_nats::Event::ClientError(e) => tracing::debug!(%url, error = %e, "NATS client error"),
                     other => tracing::warn!(%url, event = %other, "NATS connection event"),
                 }
             }

@@ -62,6 +62,9 @@ enum Step {
 
 impl<'a> Puller<'a> {
     pub(super) fn new(env: &'a Env, binding: &'a Binding, slots: Arc<Semaphore>, tx: mpsc::Sender<Item>) -> Self {
+        let mut reconnects = env.reconnects.clone();
+        // Connections made before this loop started need no reset.
+        reconnects.borrow_and_update();
         Puller {
             env,
             binding,
@@ -72,7 +75,7 @@ impl<'a> Puller<'a> {
             ),
             slots,
             tx,
-            reconnects: env.reconnects.clone(),
+            reconnects,
             inbox: String::new(),
             sub: None,
             reserved: None,
@@ -97,6 +100,10 @@ impl<'a> Puller<'a> {
         loop {
             if stop.is_cancelled() {
                 return Ok(());
+            }
+            if self.sub.is_none() {
+                self.recover("the pull inbox subscription is gone", stop).await?;
+                continue;
             }
             self.request_more().await;
             let need = if self.outstanding == 0 { 1 } else { self.threshold() };
@@ -254,13 +261,8 @@ impl<'a> Puller<'a> {
     /// New inbox, no outstanding requests; messages still addressed to the
     /// old inbox are redelivered by the server after ack_wait.
     async fn reset(&mut self) {
-        if let Some(mut old) = self.sub.take() {
-            let _ = old.unsubscribe().await;
-            while let Some(msg) = old.next().await {
-                if msg.status.is_none() {
-                    nak_now(&self.bus, &msg).await;
-                }
-            }
+        if let Some(old) = self.sub.take() {
+            drain_and_nak(&self.bus, old).await;
         }
         self.reserved = None;
         self.outstanding = 0;
@@ -320,15 +322,30 @@ impl<'a> Puller<'a> {
     /// Stops pulling: unsubscribes and naks whatever arrived but was not
     /// handed to a worker.
     async fn shutdown(&mut self) {
-        if let Some(mut sub) = self.sub.take() {
-            let _ = sub.unsubscribe().await;
-            while let Some(msg) = sub.next().await {
-                if msg.status.is_none() {
-                    nak_now(&self.bus, &msg).await;
-                }
-            }
+        if let Some(sub) = self.sub.take() {
+            drain_and_nak(&self.bus, sub).await;
         }
         self.reserved = None;
+    }
+}
+
+/// Unsubscribes so the server drops our waiting pull requests, then naks
+/// every message that was already on its way (bounded: a dead connection
+/// cannot hold the drain open).
+async fn drain_and_nak(bus: &Bus, mut sub: Subscriber) {
+    if sub.drain().await.is_err() {
+        return;
+    }
+    let drained = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(msg) = sub.next().await {
+            if msg.status.is_none() {
+                nak_now(bus, &msg).await;
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::debug!("pull inbox drain timed out; undelivered messages return after ack_wait");
     }
 }
 

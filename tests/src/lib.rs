@@ -1,0 +1,130 @@
+//! Shared helpers of jetflow's integration tests: a private server per
+//! test, a ledger handlers write to, and bounded waits.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jetflow::Context;
+use jetflow::testing::NatsServer;
+use tokio::time::Instant;
+
+/// Upper bound of any single wait in a test.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Logs to the test output (`RUST_LOG` to change the filter).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("jetflow=info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
+/// A private nats-server for one test.
+pub async fn server() -> NatsServer {
+    init_tracing();
+    tokio::time::timeout(Duration::from_secs(30), NatsServer::start())
+        .await
+        .expect("nats-server did not start within 30s")
+        .expect("nats-server failed to start")
+}
+
+/// One handled delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Business key of the event.
+    pub key: String,
+    /// Stream sequence.
+    pub seq: u64,
+    /// Delivery count.
+    pub delivered: u64,
+    /// Which app instance handled it.
+    pub replica: String,
+    /// When the handler started.
+    pub at: Instant,
+}
+
+/// What handlers saw, shared through `State<Ledger>`.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    entries: Arc<Mutex<Vec<Entry>>>,
+    replica: Arc<str>,
+}
+
+impl Ledger {
+    /// A ledger whose entries are tagged with `replica`.
+    pub fn tagged(&self, replica: &str) -> Ledger {
+        Ledger { entries: self.entries.clone(), replica: replica.into() }
+    }
+
+    /// Records a delivery.
+    pub fn record(&self, key: &str, ctx: &Context) {
+        self.entries.lock().expect("ledger poisoned").push(Entry {
+            key: key.to_owned(),
+            seq: ctx.stream_sequence(),
+            delivered: ctx.delivered(),
+            replica: self.replica.to_string(),
+            at: Instant::now(),
+        });
+    }
+
+    /// A snapshot of every entry.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.entries.lock().expect("ledger poisoned").clone()
+    }
+
+    /// Entries for `key`, in order.
+    pub fn of(&self, key: &str) -> Vec<Entry> {
+        self.entries().into_iter().filter(|e| e.key == key).collect()
+    }
+
+    /// Number of distinct keys seen.
+    pub fn distinct(&self) -> usize {
+        let mut keys: Vec<String> = self.entries().into_iter().map(|e| e.key).collect();
+        keys.sort();
+        keys.dedup();
+        keys.len()
+    }
+
+    /// Waits until `pred` holds for the entries, at most `within`; panics
+    /// with `what` and the entries otherwise.
+    pub async fn wait_until(&self, within: Duration, what: &str, pred: impl Fn(&[Entry]) -> bool) {
+        let deadline = Instant::now() + within;
+        loop {
+            if pred(&self.entries()) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let entries = self.entries();
+                panic!("timed out after {within:?} waiting for: {what}; {} entries: {:?}", entries.len(), &entries[..entries.len().min(20)]);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, at most `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The server's view of a durable consumer.
+pub async fn consumer_info(url: &str, stream: &str, durable: &str) -> async_nats::jetstream::consumer::Info {
+    let client = async_nats::connect(url).await.expect("connect for consumer info");
+    let js = async_nats::jetstream::new(client);
+    js.get_stream(stream)
+        .await
+        .expect("stream exists")
+        .consumer_info(durable)
+        .await
+        .expect("consumer exists")
+}

@@ -1,0 +1,171 @@
+//! Fan-out across groups, competition between replicas, graceful stop and
+//! a broker crash, against a real nats-server.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jetflow::prelude::*;
+use jetflow_tests::{Ledger, WAIT, consumer_info, server};
+
+/// A test event keyed by `key`.
+#[event(version = "v1", id = key)]
+pub struct Job {
+    key: String,
+}
+
+fn job(i: usize) -> Job {
+    Job { key: format!("job-{i}") }
+}
+
+#[handler(group = "billing")]
+async fn billing(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+    ledger.record(&format!("billing:{}", j.key), &ctx);
+    Ok(())
+}
+
+#[handler(group = "shipping")]
+async fn shipping(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+    ledger.record(&format!("shipping:{}", j.key), &ctx);
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_group_gets_every_event() {
+    let server = server().await;
+    let ledger = Ledger::default();
+    let app = App::new("t")
+        .url(server.url())
+        .state(ledger.clone())
+        .handler(billing)
+        .handler(shipping)
+        .start()
+        .await
+        .unwrap();
+    for i in 0..50 {
+        app.bus().publish(&job(i)).await.unwrap();
+    }
+    ledger.wait_until(WAIT, "100 handled", |e| e.len() >= 100).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..50 {
+        assert_eq!(ledger.of(&format!("billing:job-{i}")).len(), 1);
+        assert_eq!(ledger.of(&format!("shipping:job-{i}")).len(), 1);
+    }
+    assert_eq!(ledger.entries().len(), 100);
+    app.stop().await.unwrap();
+}
+
+#[handler(group = "workers", concurrency = 4)]
+async fn worker(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+    ledger.record(&j.key, &ctx);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn replicas_of_one_group_split_the_events_and_handle_each_once() {
+    let server = server().await;
+    let ledger = Ledger::default();
+    let a = App::new("t").url(server.url()).state(ledger.tagged("a")).handler(worker).start().await.unwrap();
+    let b = App::new("t").url(server.url()).state(ledger.tagged("b")).handler(worker).start().await.unwrap();
+    for i in 0..300 {
+        a.bus().publish(&job(i)).await.unwrap();
+    }
+    ledger.wait_until(WAIT, "300 handled", |e| e.len() >= 300).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let entries = ledger.entries();
+    assert_eq!(entries.len(), 300, "each event handled exactly once");
+    assert_eq!(ledger.distinct(), 300);
+    let mut per_replica: HashMap<String, usize> = HashMap::new();
+    for e in &entries {
+        *per_replica.entry(e.replica.clone()).or_default() += 1;
+    }
+    assert!(per_replica.get("a").copied().unwrap_or(0) > 0 && per_replica.get("b").copied().unwrap_or(0) > 0, "both replicas work: {per_replica:?}");
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[handler(group = "slowpoke", concurrency = 4)]
+async fn slow(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ledger.record(&j.key, &ctx);
+    Ok(())
+}
+
+#[tokio::test]
+async fn stop_with_work_in_flight_loses_nothing_and_acks_what_was_handled() {
+    let server = server().await;
+    let ledger = Ledger::default();
+    let app = App::new("t").url(server.url()).state(ledger.tagged("first")).handler(slow).start().await.unwrap();
+    for i in 0..40 {
+        app.bus().publish(&job(i)).await.unwrap();
+    }
+    // Stop while handlers are mid-flight.
+    ledger.wait_until(WAIT, "some handled", |e| e.len() >= 6).await;
+    app.stop().await.unwrap();
+    let before: Vec<String> = ledger.entries().into_iter().map(|e| e.key).collect();
+    assert!(before.len() < 40, "stopped mid-run");
+
+    // Everything handled before the stop is acked on the server: nothing
+    // is pending acknowledgement, and the unstarted rest was nak'd back.
+    let info = consumer_info(&server.url(), "JOB", "slowpoke--job").await;
+    assert_eq!(info.num_ack_pending, 0, "in-flight finished and acked, unstarted nak'd: {info:?}");
+    assert!(info.delivered.stream_sequence >= before.len() as u64);
+
+    // A restarted app sees the rest, and none of what was already handled.
+    let again = App::new("t").url(server.url()).state(ledger.tagged("second")).handler(slow).start().await.unwrap();
+    ledger.wait_until(WAIT, "all 40 handled", |e| e.len() >= 40).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    again.stop().await.unwrap();
+    let entries = ledger.entries();
+    assert_eq!(ledger.distinct(), 40, "nothing lost");
+    assert_eq!(entries.len(), 40, "nothing handled twice");
+    for e in entries.iter().filter(|e| e.replica == "second") {
+        assert!(!before.contains(&e.key), "{} was redelivered after being handled", e.key);
+    }
+}
+
+#[handler(group = "crash", concurrency = 32)]
+async fn survivor(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+    ledger.record(&j.key, &ctx);
+    Ok(())
+}
+
+#[tokio::test]
+async fn server_kill_9_mid_stream_then_restart_loses_nothing() {
+    const N: usize = 10_000;
+    let mut server = server().await;
+    let ledger = Ledger::default();
+    let app = || {
+        App::new("t")
+            .url(server.url())
+            .state(ledger.clone())
+            .handler(survivor)
+            .pull_timing(Duration::from_secs(5), Duration::from_secs(1))
+    };
+    // Provision the stream and consumer, then fill the stream while nobody consumes.
+    let first = app().start().await.unwrap();
+    let bus = first.bus().clone();
+    first.stop().await.unwrap();
+    let mut publishers = tokio::task::JoinSet::new();
+    for p in 0..8 {
+        let bus = bus.clone();
+        publishers.spawn(async move {
+            for i in (p..N).step_by(8) {
+                bus.publish(&job(i)).await.expect("publish acked");
+            }
+        });
+    }
+    while let Some(r) = publishers.join_next().await {
+        r.unwrap();
+    }
+    let running = app().start().await.unwrap();
+    ledger.wait_until(WAIT, "consumption under way", |e| e.len() >= 500).await;
+    server.kill().await.unwrap();
+    let at_kill = ledger.distinct();
+    assert!(at_kill < N, "the kill must happen mid-stream ({at_kill} of {N} handled)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart().await.unwrap();
+    ledger.wait_until(Duration::from_secs(90), "every acked publish handled", |_| ledger.distinct() >= N).await;
+    running.stop().await.unwrap();
+    assert_eq!(ledger.distinct(), N);
+}
