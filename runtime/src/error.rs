@@ -16,7 +16,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// Connecting to NATS failed.
-    #[error("cannot connect to NATS at {url}: {source}; check NATS_URL / credentials and that the server is reachable")]
+    #[error(
+        "cannot connect to NATS at {url}: {source}; check NATS_URL / credentials and that the server is reachable"
+    )]
     Connect {
         /// The URL (never contains credentials).
         url: String,
@@ -65,6 +67,9 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn topology(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        Error::Topology { context: context.into(), source: source.into() }
+        Error::Topology {
+            context: context.into(),
+            source: source.into(),
+        }
     }
 }

@@ -15,7 +15,10 @@ pub const WAIT: Duration = Duration::from_secs(60);
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("jetflow=info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 /// A private nats-server for one test.
@@ -52,7 +55,10 @@ pub struct Ledger {
 impl Ledger {
     /// A ledger whose entries are tagged with `replica`.
     pub fn tagged(&self, replica: &str) -> Ledger {
-        Ledger { entries: self.entries.clone(), replica: replica.into() }
+        Ledger {
+            entries: self.entries.clone(),
+            replica: replica.into(),
+        }
     }
 
     /// Records a delivery.
@@ -73,7 +79,10 @@ impl Ledger {
 
     /// Entries for `key`, in order.
     pub fn of(&self, key: &str) -> Vec<Entry> {
-        self.entries().into_iter().filter(|e| e.key == key).collect()
+        self.entries()
+            .into_iter()
+            .filter(|e| e.key == key)
+            .collect()
     }
 
     /// Number of distinct keys seen.
@@ -94,7 +103,11 @@ impl Ledger {
             }
             if Instant::now() > deadline {
                 let entries = self.entries();
-                panic!("timed out after {within:?} waiting for: {what}; {} entries: {:?}", entries.len(), &entries[..entries.len().min(20)]);
+                panic!(
+                    "timed out after {within:?} waiting for: {what}; {} entries: {:?}",
+                    entries.len(),
+                    &entries[..entries.len().min(20)]
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -112,14 +125,23 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// The server's view of a durable consumer.
-pub async fn consumer_info(url: &str, stream: &str, durable: &str) -> async_nats::jetstream::consumer::Info {
-    let client = async_nats::connect(url).await.expect("connect for consumer info");
+pub async fn consumer_info(
+    url: &str,
+    stream: &str,
+    durable: &str,
+) -> async_nats::jetstream::consumer::Info {
+    let client = async_nats::connect(url)
+        .await
+        .expect("connect for consumer info");
     let js = async_nats::jetstream::new(client);
     js.get_stream(stream)
         .await

@@ -13,11 +13,17 @@ pub struct Ping {
 }
 
 fn ping(key: &str) -> Ping {
-    Ping { key: key.to_owned() }
+    Ping {
+        key: key.to_owned(),
+    }
 }
 
 #[handler(group = "ok")]
-async fn always_ok(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+async fn always_ok(
+    p: Ping,
+    ctx: Context,
+    State(ledger): State<Ledger>,
+) -> Result<(), HandlerError> {
     ledger.record(&p.key, &ctx);
     Ok(())
 }
@@ -26,7 +32,13 @@ async fn always_ok(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> Resul
 async fn ok_acks_once_and_nothing_is_redelivered() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t").url(server.url()).state(ledger.clone()).handler(always_ok).start().await.unwrap();
+    let app = App::new("t")
+        .url(server.url())
+        .state(ledger.clone())
+        .handler(always_ok)
+        .start()
+        .await
+        .unwrap();
     for k in ["a", "b", "c"] {
         let ack = app.bus().publish(&ping(k)).await.unwrap();
         assert_eq!(ack.stream, "PING");
@@ -40,11 +52,22 @@ async fn ok_acks_once_and_nothing_is_redelivered() {
     .await;
     assert_eq!(info.num_redelivered, 0);
     app.stop().await.unwrap();
-    assert_eq!(ledger.entries().iter().map(|e| e.delivered).collect::<Vec<_>>(), vec![1, 1, 1]);
+    assert_eq!(
+        ledger
+            .entries()
+            .iter()
+            .map(|e| e.delivered)
+            .collect::<Vec<_>>(),
+        vec![1, 1, 1]
+    );
 }
 
 #[handler(group = "flaky", max_deliver = 4, backoff = "300ms, 600ms")]
-async fn fails_twice(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+async fn fails_twice(
+    p: Ping,
+    ctx: Context,
+    State(ledger): State<Ledger>,
+) -> Result<(), HandlerError> {
     ledger.record(&p.key, &ctx);
     if ctx.delivered() < 3 {
         return Err(HandlerError::retry("downstream unavailable"));
@@ -56,13 +79,32 @@ async fn fails_twice(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> Res
 async fn retryable_error_naks_with_the_backoff_delay() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t").url(server.url()).state(ledger.clone()).handler(fails_twice).start().await.unwrap();
+    let app = App::new("t")
+        .url(server.url())
+        .state(ledger.clone())
+        .handler(fails_twice)
+        .start()
+        .await
+        .unwrap();
     app.bus().publish(&ping("r")).await.unwrap();
-    ledger.wait_until(WAIT, "3 deliveries", |e| e.len() >= 3).await;
+    ledger
+        .wait_until(WAIT, "3 deliveries", |e| e.len() >= 3)
+        .await;
     let e = ledger.of("r");
-    assert_eq!(e.iter().map(|e| e.delivered).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert!(e[1].at - e[0].at >= Duration::from_millis(300), "first retry came after {:?}", e[1].at - e[0].at);
-    assert!(e[2].at - e[1].at >= Duration::from_millis(600), "second retry came after {:?}", e[2].at - e[1].at);
+    assert_eq!(
+        e.iter().map(|e| e.delivered).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(
+        e[1].at - e[0].at >= Duration::from_millis(300),
+        "first retry came after {:?}",
+        e[1].at - e[0].at
+    );
+    assert!(
+        e[2].at - e[1].at >= Duration::from_millis(600),
+        "second retry came after {:?}",
+        e[2].at - e[1].at
+    );
     jetflow_tests::eventually(WAIT, "acked after success", || async {
         let i = consumer_info(&server.url(), "PING", "flaky--ping").await;
         (i.ack_floor.stream_sequence == 1 && i.num_ack_pending == 0).then_some(())
@@ -72,16 +114,23 @@ async fn retryable_error_naks_with_the_backoff_delay() {
 }
 
 #[handler(group = "doomed", max_deliver = 3, backoff = "100ms")]
-async fn always_fails(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+async fn always_fails(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> anyhow::Result<()> {
     ledger.record(&p.key, &ctx);
-    Err(HandlerError::retry(format!("warehouse rejected {}", p.key)))
+    // Any error type works; `anyhow` errors are retryable.
+    anyhow::bail!("warehouse rejected {}", p.key)
 }
 
 #[tokio::test]
 async fn max_deliver_attempts_then_one_dlq_record_then_silence() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t").url(server.url()).state(ledger.clone()).handler(always_fails).start().await.unwrap();
+    let app = App::new("t")
+        .url(server.url())
+        .state(ledger.clone())
+        .handler(always_fails)
+        .start()
+        .await
+        .unwrap();
     let ack = app.bus().publish(&ping("d")).await.unwrap();
     let dead = jetflow_tests::eventually(WAIT, "a DLQ record", || async {
         let d = jetflow::dlq::list(app.bus()).await.unwrap();
@@ -91,8 +140,19 @@ async fn max_deliver_attempts_then_one_dlq_record_then_silence() {
     // Nothing more arrives after the DLQ + term (wait well past the backoff).
     tokio::time::sleep(Duration::from_millis(800)).await;
     let dead_after = jetflow::dlq::list(app.bus()).await.unwrap();
-    assert_eq!(dead_after.len(), 1, "exactly one DLQ record: {dead_after:?}");
-    assert_eq!(ledger.of("d").iter().map(|e| e.delivered).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        dead_after.len(),
+        1,
+        "exactly one DLQ record: {dead_after:?}"
+    );
+    assert_eq!(
+        ledger
+            .of("d")
+            .iter()
+            .map(|e| e.delivered)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     let d = &dead[0];
     assert_eq!(d.subject, "ping.v1");
     assert_eq!(d.stream, "PING");
@@ -100,22 +160,40 @@ async fn max_deliver_attempts_then_one_dlq_record_then_silence() {
     assert_eq!(d.delivered, 3);
     assert_eq!(d.handler, "always_fails");
     assert_eq!(d.group, "doomed");
-    assert!(d.error.contains("warehouse rejected d"), "error: {}", d.error);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&d.payload).unwrap()["key"], "d");
-    assert_eq!(d.headers.get("ce-id").map(|v| v.as_str()), Some("ping.v1:d"));
+    assert!(
+        d.error.contains("warehouse rejected d"),
+        "error: {}",
+        d.error
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&d.payload).unwrap()["key"],
+        "d"
+    );
+    assert_eq!(
+        d.headers.get("ce-id").map(|v| v.as_str()),
+        Some("ping.v1:d")
+    );
     let info = consumer_info(&server.url(), "PING", "doomed--ping").await;
     assert_eq!(info.num_ack_pending, 0, "terminated, not pending");
     app.stop().await.unwrap();
 }
 
 #[handler(group = "strict")]
-async fn never_called(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+async fn never_called(
+    p: Ping,
+    ctx: Context,
+    State(ledger): State<Ledger>,
+) -> Result<(), HandlerError> {
     ledger.record(&p.key, &ctx);
     Ok(())
 }
 
 #[handler(group = "wild", subject = "ping.*")]
-async fn any_version(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+async fn any_version(
+    p: Ping,
+    ctx: Context,
+    State(ledger): State<Ledger>,
+) -> Result<(), HandlerError> {
     ledger.record(&p.key, &ctx);
     Ok(())
 }
@@ -124,22 +202,45 @@ async fn any_version(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> Res
 async fn a_newer_version_is_never_decoded_as_the_current_one() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t").url(server.url()).state(ledger.clone()).handler(any_version).start().await.unwrap();
+    let app = App::new("t")
+        .url(server.url())
+        .state(ledger.clone())
+        .handler(any_version)
+        .start()
+        .await
+        .unwrap();
     let js = async_nats::jetstream::new(app.bus().client().clone());
     // Same shape, so a careless consumer would decode it as v1.
-    js.publish("ping.v2", "{\"key\": \"v2\"}".into()).await.unwrap().await.unwrap();
+    js.publish("ping.v2", "{\"key\": \"v2\"}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     app.bus().publish(&ping("v1")).await.unwrap();
     let dead = jetflow_tests::eventually(WAIT, "a DLQ record", || async {
         let d = jetflow::dlq::list(app.bus()).await.unwrap();
         (!d.is_empty()).then_some(d)
     })
     .await;
-    ledger.wait_until(WAIT, "v1 handled", |e| !e.is_empty()).await;
+    ledger
+        .wait_until(WAIT, "v1 handled", |e| !e.is_empty())
+        .await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].subject, "ping.v2");
     assert_eq!(dead[0].delivered, 1);
-    assert!(dead[0].error.contains("unsupported version v2"), "{}", dead[0].error);
-    assert_eq!(ledger.entries().iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), vec!["v1"]);
+    assert!(
+        dead[0].error.contains("unsupported version v2"),
+        "{}",
+        dead[0].error
+    );
+    assert_eq!(
+        ledger
+            .entries()
+            .iter()
+            .map(|e| e.key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["v1"]
+    );
     app.stop().await.unwrap();
 }
 
@@ -147,24 +248,45 @@ async fn a_newer_version_is_never_decoded_as_the_current_one() {
 async fn undecodable_payload_is_dead_lettered_without_retry() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t").url(server.url()).state(ledger.clone()).handler(never_called).start().await.unwrap();
+    let app = App::new("t")
+        .url(server.url())
+        .state(ledger.clone())
+        .handler(never_called)
+        .start()
+        .await
+        .unwrap();
     let js = async_nats::jetstream::new(app.bus().client().clone());
-    js.publish("ping.v1", "{\"key\": 42".into()).await.unwrap().await.unwrap(); // truncated JSON
-    js.publish("ping.v1", "{\"key\": 42}".into()).await.unwrap().await.unwrap(); // wrong type
+    js.publish("ping.v1", "{\"key\": 42".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap(); // truncated JSON
+    js.publish("ping.v1", "{\"key\": 42}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap(); // wrong type
     let dead = jetflow_tests::eventually(WAIT, "2 DLQ records", || async {
         let d = jetflow::dlq::list(app.bus()).await.unwrap();
         (d.len() >= 2).then_some(d)
     })
     .await;
     assert!(dead.iter().all(|d| d.delivered == 1), "no retry: {dead:?}");
-    assert!(dead.iter().all(|d| d.error.contains("cannot be decoded")), "{dead:?}");
+    assert!(
+        dead.iter().all(|d| d.error.contains("cannot be decoded")),
+        "{dead:?}"
+    );
     assert_eq!(&dead[0].payload[..], b"{\"key\": 42");
     assert!(ledger.entries().is_empty(), "handler must not be called");
     app.stop().await.unwrap();
 }
 
 #[handler(group = "panicky", max_deliver = 3, backoff = "200ms")]
-async fn panics_once(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+async fn panics_once(
+    p: Ping,
+    ctx: Context,
+    State(ledger): State<Ledger>,
+) -> Result<(), HandlerError> {
     ledger.record(&p.key, &ctx);
     if p.key == "boom" && ctx.delivered() == 1 {
         panic!("bug in handler");
@@ -176,24 +298,44 @@ async fn panics_once(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> Res
 async fn panic_is_caught_and_retried_while_others_flow() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t").url(server.url()).state(ledger.clone()).handler(panics_once).start().await.unwrap();
+    let app = App::new("t")
+        .url(server.url())
+        .state(ledger.clone())
+        .handler(panics_once)
+        .start()
+        .await
+        .unwrap();
     app.bus().publish(&ping("boom")).await.unwrap();
     for i in 0..5 {
         app.bus().publish(&ping(&format!("ok{i}"))).await.unwrap();
     }
-    ledger.wait_until(WAIT, "boom retried and 5 others handled", |e| e.len() >= 7).await;
+    ledger
+        .wait_until(WAIT, "boom retried and 5 others handled", |e| e.len() >= 7)
+        .await;
     let boom = ledger.of("boom");
-    assert_eq!(boom.iter().map(|e| e.delivered).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        boom.iter().map(|e| e.delivered).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert!(boom[1].at - boom[0].at >= Duration::from_millis(200));
     for i in 0..5 {
         assert_eq!(ledger.of(&format!("ok{i}")).len(), 1);
     }
-    assert!(jetflow::dlq::list(app.bus()).await.map(|d| d.is_empty()).unwrap_or(true));
+    assert!(
+        jetflow::dlq::list(app.bus())
+            .await
+            .map(|d| d.is_empty())
+            .unwrap_or(true)
+    );
     app.stop().await.unwrap();
 }
 
 #[handler(group = "slow", ack_wait = "1s")]
-async fn runs_three_ack_waits(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+async fn runs_three_ack_waits(
+    p: Ping,
+    ctx: Context,
+    State(ledger): State<Ledger>,
+) -> Result<(), HandlerError> {
     ledger.record(&p.key, &ctx);
     tokio::time::sleep(Duration::from_secs(3)).await;
     Ok(())
@@ -203,7 +345,13 @@ async fn runs_three_ack_waits(p: Ping, ctx: Context, State(ledger): State<Ledger
 async fn progress_acks_keep_a_long_handler_to_one_delivery() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t").url(server.url()).state(ledger.clone()).handler(runs_three_ack_waits).start().await.unwrap();
+    let app = App::new("t")
+        .url(server.url())
+        .state(ledger.clone())
+        .handler(runs_three_ack_waits)
+        .start()
+        .await
+        .unwrap();
     app.bus().publish(&ping("long")).await.unwrap();
     jetflow_tests::eventually(WAIT, "acked", || async {
         let i = consumer_info(&server.url(), "PING", "slow--ping").await;
@@ -211,7 +359,10 @@ async fn progress_acks_keep_a_long_handler_to_one_delivery() {
     })
     .await;
     let i = consumer_info(&server.url(), "PING", "slow--ping").await;
-    assert_eq!(i.num_redelivered, 0, "in-progress acks must prevent redelivery");
+    assert_eq!(
+        i.num_redelivered, 0,
+        "in-progress acks must prevent redelivery"
+    );
     assert_eq!(ledger.of("long").len(), 1);
     app.stop().await.unwrap();
 }

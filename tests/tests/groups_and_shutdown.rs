@@ -14,7 +14,9 @@ pub struct Job {
 }
 
 fn job(i: usize) -> Job {
-    Job { key: format!("job-{i}") }
+    Job {
+        key: format!("job-{i}"),
+    }
 }
 
 #[handler(group = "billing")]
@@ -44,7 +46,9 @@ async fn each_group_gets_every_event() {
     for i in 0..50 {
         app.bus().publish(&job(i)).await.unwrap();
     }
-    ledger.wait_until(WAIT, "100 handled", |e| e.len() >= 100).await;
+    ledger
+        .wait_until(WAIT, "100 handled", |e| e.len() >= 100)
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..50 {
         assert_eq!(ledger.of(&format!("billing:job-{i}")).len(), 1);
@@ -65,12 +69,26 @@ async fn worker(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<()
 async fn replicas_of_one_group_split_the_events_and_handle_each_once() {
     let server = server().await;
     let ledger = Ledger::default();
-    let a = App::new("t").url(server.url()).state(ledger.tagged("a")).handler(worker).start().await.unwrap();
-    let b = App::new("t").url(server.url()).state(ledger.tagged("b")).handler(worker).start().await.unwrap();
+    let a = App::new("t")
+        .url(server.url())
+        .state(ledger.tagged("a"))
+        .handler(worker)
+        .start()
+        .await
+        .unwrap();
+    let b = App::new("t")
+        .url(server.url())
+        .state(ledger.tagged("b"))
+        .handler(worker)
+        .start()
+        .await
+        .unwrap();
     for i in 0..300 {
         a.bus().publish(&job(i)).await.unwrap();
     }
-    ledger.wait_until(WAIT, "300 handled", |e| e.len() >= 300).await;
+    ledger
+        .wait_until(WAIT, "300 handled", |e| e.len() >= 300)
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let entries = ledger.entries();
     assert_eq!(entries.len(), 300, "each event handled exactly once");
@@ -79,7 +97,11 @@ async fn replicas_of_one_group_split_the_events_and_handle_each_once() {
     for e in &entries {
         *per_replica.entry(e.replica.clone()).or_default() += 1;
     }
-    assert!(per_replica.get("a").copied().unwrap_or(0) > 0 && per_replica.get("b").copied().unwrap_or(0) > 0, "both replicas work: {per_replica:?}");
+    assert!(
+        per_replica.get("a").copied().unwrap_or(0) > 0
+            && per_replica.get("b").copied().unwrap_or(0) > 0,
+        "both replicas work: {per_replica:?}"
+    );
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
@@ -95,12 +117,20 @@ async fn slow(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<(), 
 async fn stop_with_work_in_flight_loses_nothing_and_acks_what_was_handled() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t").url(server.url()).state(ledger.tagged("first")).handler(slow).start().await.unwrap();
+    let app = App::new("t")
+        .url(server.url())
+        .state(ledger.tagged("first"))
+        .handler(slow)
+        .start()
+        .await
+        .unwrap();
     for i in 0..40 {
         app.bus().publish(&job(i)).await.unwrap();
     }
     // Stop while handlers are mid-flight.
-    ledger.wait_until(WAIT, "some handled", |e| e.len() >= 6).await;
+    ledger
+        .wait_until(WAIT, "some handled", |e| e.len() >= 6)
+        .await;
     app.stop().await.unwrap();
     let before: Vec<String> = ledger.entries().into_iter().map(|e| e.key).collect();
     assert!(before.len() < 40, "stopped mid-run");
@@ -108,19 +138,34 @@ async fn stop_with_work_in_flight_loses_nothing_and_acks_what_was_handled() {
     // Everything handled before the stop is acked on the server: nothing
     // is pending acknowledgement, and the unstarted rest was nak'd back.
     let info = consumer_info(&server.url(), "JOB", "slowpoke--job").await;
-    assert_eq!(info.num_ack_pending, 0, "in-flight finished and acked, unstarted nak'd: {info:?}");
+    assert_eq!(
+        info.num_ack_pending, 0,
+        "in-flight finished and acked, unstarted nak'd: {info:?}"
+    );
     assert!(info.delivered.stream_sequence >= before.len() as u64);
 
     // A restarted app sees the rest, and none of what was already handled.
-    let again = App::new("t").url(server.url()).state(ledger.tagged("second")).handler(slow).start().await.unwrap();
-    ledger.wait_until(WAIT, "all 40 handled", |e| e.len() >= 40).await;
+    let again = App::new("t")
+        .url(server.url())
+        .state(ledger.tagged("second"))
+        .handler(slow)
+        .start()
+        .await
+        .unwrap();
+    ledger
+        .wait_until(WAIT, "all 40 handled", |e| e.len() >= 40)
+        .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     again.stop().await.unwrap();
     let entries = ledger.entries();
     assert_eq!(ledger.distinct(), 40, "nothing lost");
     assert_eq!(entries.len(), 40, "nothing handled twice");
     for e in entries.iter().filter(|e| e.replica == "second") {
-        assert!(!before.contains(&e.key), "{} was redelivered after being handled", e.key);
+        assert!(
+            !before.contains(&e.key),
+            "{} was redelivered after being handled",
+            e.key
+        );
     }
 }
 
@@ -159,13 +204,24 @@ async fn server_kill_9_mid_stream_then_restart_loses_nothing() {
         r.unwrap();
     }
     let running = app().start().await.unwrap();
-    ledger.wait_until(WAIT, "consumption under way", |e| e.len() >= 500).await;
+    ledger
+        .wait_until(WAIT, "consumption under way", |e| e.len() >= 500)
+        .await;
     server.kill().await.unwrap();
     let at_kill = ledger.distinct();
-    assert!(at_kill < N, "the kill must happen mid-stream ({at_kill} of {N} handled)");
+    assert!(
+        at_kill < N,
+        "the kill must happen mid-stream ({at_kill} of {N} handled)"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.restart().await.unwrap();
-    ledger.wait_until(Duration::from_secs(90), "every acked publish handled", |_| ledger.distinct() >= N).await;
+    ledger
+        .wait_until(
+            Duration::from_secs(90),
+            "every acked publish handled",
+            |_| ledger.distinct() >= N,
+        )
+        .await;
     running.stop().await.unwrap();
     assert_eq!(ledger.distinct(), N);
 }

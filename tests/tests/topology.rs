@@ -17,11 +17,16 @@ pub struct Parcel {
 }
 
 #[handler(group = "depot", ack_wait = "10s", max_deliver = 4, backoff = "1s")]
-async fn sort_parcel(p: Parcel, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+async fn sort_parcel(
+    p: Parcel,
+    ctx: Context,
+    State(ledger): State<Ledger>,
+) -> Result<(), HandlerError> {
     ledger.record(&p.key, &ctx);
     Ok(())
 }
 
+#[allow(clippy::unwrap_used)]
 async fn drifted_consumer(url: &str) {
     // What an older deployment left behind: same durable, other ack_wait.
     let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
@@ -49,7 +54,13 @@ async fn drifted_consumer(url: &str) {
 #[tokio::test]
 async fn declared_streams_and_consumers_are_created() {
     let server = server().await;
-    let app = App::new("t").url(server.url()).state(Ledger::default()).handler(sort_parcel).start().await.unwrap();
+    let app = App::new("t")
+        .url(server.url())
+        .state(Ledger::default())
+        .handler(sort_parcel)
+        .start()
+        .await
+        .unwrap();
     let info = consumer_info(&server.url(), "PARCEL", "depot--parcel").await;
     assert_eq!(info.config.filter_subject, "parcel.v1");
     assert_eq!(info.config.ack_wait, Duration::from_secs(10));
@@ -57,9 +68,15 @@ async fn declared_streams_and_consumers_are_created() {
     assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
     let js = async_nats::jetstream::new(app.bus().client().clone());
     let mut parcel = js.get_stream("PARCEL").await.unwrap();
-    assert_eq!(parcel.info().await.unwrap().config.subjects, vec!["parcel.>".to_owned()]);
+    assert_eq!(
+        parcel.info().await.unwrap().config.subjects,
+        vec!["parcel.>".to_owned()]
+    );
     let mut dlq = js.get_stream("DLQ").await.unwrap();
-    assert_eq!(dlq.info().await.unwrap().config.subjects, vec!["dlq.>".to_owned()]);
+    assert_eq!(
+        dlq.info().await.unwrap().config.subjects,
+        vec!["dlq.>".to_owned()]
+    );
     app.stop().await.unwrap();
 }
 
@@ -87,7 +104,13 @@ async fn drift_is_refused_with_a_field_diff_under_the_refuse_policy() {
 async fn drift_is_updated_under_the_default_policy() {
     let server = server().await;
     drifted_consumer(&server.url()).await;
-    let app = App::new("t").url(server.url()).state(Ledger::default()).handler(sort_parcel).start().await.unwrap();
+    let app = App::new("t")
+        .url(server.url())
+        .state(Ledger::default())
+        .handler(sort_parcel)
+        .start()
+        .await
+        .unwrap();
     let info = consumer_info(&server.url(), "PARCEL", "depot--parcel").await;
     assert_eq!(info.config.ack_wait, Duration::from_secs(10));
     app.stop().await.unwrap();
@@ -119,18 +142,39 @@ async fn a_consumer_deleted_while_running_is_recreated_and_consumption_resumes()
         .start()
         .await
         .unwrap();
-    app.bus().publish(&Parcel { key: "before".into() }).await.unwrap();
-    ledger.wait_until(WAIT, "first parcel", |e| e.len() == 1).await;
+    app.bus()
+        .publish(&Parcel {
+            key: "before".into(),
+        })
+        .await
+        .unwrap();
+    ledger
+        .wait_until(WAIT, "first parcel", |e| e.len() == 1)
+        .await;
     let js = async_nats::jetstream::new(app.bus().client().clone());
-    js.get_stream("PARCEL").await.unwrap().delete_consumer("depot--parcel").await.unwrap();
+    js.get_stream("PARCEL")
+        .await
+        .unwrap()
+        .delete_consumer("depot--parcel")
+        .await
+        .unwrap();
     let recreated = jetflow_tests::eventually(WAIT, "consumer recreated", || async {
         let stream = js.get_stream("PARCEL").await.ok()?;
         stream.consumer_info("depot--parcel").await.ok()
     })
     .await;
     assert_eq!(recreated.config.ack_wait, Duration::from_secs(10));
-    app.bus().publish(&Parcel { key: "after".into() }).await.unwrap();
-    ledger.wait_until(WAIT, "parcel after recreation", |e| e.iter().any(|e| e.key == "after")).await;
+    app.bus()
+        .publish(&Parcel {
+            key: "after".into(),
+        })
+        .await
+        .unwrap();
+    ledger
+        .wait_until(WAIT, "parcel after recreation", |e| {
+            e.iter().any(|e| e.key == "after")
+        })
+        .await;
     app.stop().await.unwrap();
 }
 
@@ -138,9 +182,11 @@ struct BadOptions;
 
 impl Handler for BadOptions {
     type Event = Parcel;
-    const OPTIONS: HandlerOptions = HandlerOptions::new("bad")
-        .max_deliver(2)
-        .backoff(&[Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(3)]);
+    const OPTIONS: HandlerOptions = HandlerOptions::new("bad").max_deliver(2).backoff(&[
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+        Duration::from_secs(3),
+    ]);
     fn call(&self, _: Parcel, _: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
         Box::pin(async { Ok(()) })
     }
@@ -149,7 +195,15 @@ impl Handler for BadOptions {
 #[tokio::test]
 async fn invalid_options_are_refused_before_connecting() {
     // Nothing listens on this port: the error must come from validation.
-    let err = App::new("t").url("nats://127.0.0.1:1").handler(BadOptions).start().await.unwrap_err();
+    let err = App::new("t")
+        .url("nats://127.0.0.1:1")
+        .handler(BadOptions)
+        .start()
+        .await
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("handler `bad`") && text.contains("`max_deliver = 2` allows only 1 retries"), "{text}");
+    assert!(
+        text.contains("handler `bad`") && text.contains("`max_deliver = 2` allows only 1 retries"),
+        "{text}"
+    );
 }

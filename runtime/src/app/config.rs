@@ -58,7 +58,8 @@ impl ConnectOptions {
     /// Reads `NATS_URL`, `NATS_CREDS`, `NATS_USER` + `NATS_PASSWORD` and `NATS_TOKEN`.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let mut o = ConnectOptions::new(var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()));
+        let mut o =
+            ConnectOptions::new(var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into()));
         o.creds = var("NATS_CREDS").map(PathBuf::from);
         if let (Some(u), Some(p)) = (var("NATS_USER"), var("NATS_PASSWORD")) {
             o.user = Some((u, p));
@@ -91,7 +92,10 @@ impl ConnectOptions {
         name: &str,
         reconnects: Option<watch::Sender<u64>>,
     ) -> Result<async_nats::Client, Error> {
-        let fail = |source: Box<dyn std::error::Error + Send + Sync>| Error::Connect { url: self.url.clone(), source };
+        let fail = |source: Box<dyn std::error::Error + Send + Sync>| Error::Connect {
+            url: self.url.clone(),
+            source,
+        };
         let mut o = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(self.connect_timeout);
@@ -118,13 +122,21 @@ impl ConnectOptions {
                             tx.send_modify(|n| *n += 1);
                         }
                     }
-                    async_nats::Event::Disconnected => tracing::warn!(%url, "disconnected from NATS; reconnecting"),
-                    async_nats::Event::LameDuckMode => tracing::warn!(%url, "server entered lame duck mode"),
-                    async_nats::Event::ClientError(e) => tracing::debug!(%url, error = %e, "NATS client error"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(%url, "disconnected from NATS; reconnecting")
+                    }
+                    async_nats::Event::LameDuckMode => {
+                        tracing::warn!(%url, "server entered lame duck mode")
+                    }
+                    async_nats::Event::ClientError(e) => {
+                        tracing::debug!(%url, error = %e, "NATS client error")
+                    }
                     other => tracing::warn!(%url, event = %other, "NATS connection event"),
                 }
             }
         });
-        o.connect(self.url.as_str()).await.map_err(|e| fail(e.into()))
+        o.connect(self.url.as_str())
+            .await
+            .map_err(|e| fail(e.into()))
     }
 }

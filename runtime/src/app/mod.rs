@@ -60,7 +60,14 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("name", &self.name)
             .field("connect", &self.connect)
-            .field("handlers", &self.handlers.iter().map(|h| h.options().name).collect::<Vec<_>>())
+            .field(
+                "handlers",
+                &self
+                    .handlers
+                    .iter()
+                    .map(|h| h.options().name)
+                    .collect::<Vec<_>>(),
+            )
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
@@ -164,10 +171,22 @@ impl App {
 
         let mut streams: BTreeMap<String, StreamSpec> = BTreeMap::new();
         for h in &self.handlers {
-            streams.entry(h.stream().to_owned()).or_default().subjects.push(h.subject().to_owned());
+            streams
+                .entry(h.stream().to_owned())
+                .or_default()
+                .subjects
+                .push(h.subject().to_owned());
         }
-        if self.handlers.iter().any(|h| h.options().dead_letter_or_default()) {
-            streams.entry(dlq::STREAM.to_owned()).or_default().subjects.push(dlq::SUBJECTS.replace('>', "x"));
+        if self
+            .handlers
+            .iter()
+            .any(|h| h.options().dead_letter_or_default())
+        {
+            streams
+                .entry(dlq::STREAM.to_owned())
+                .or_default()
+                .subjects
+                .push(dlq::SUBJECTS.replace('>', "x"));
         }
         topology::ensure_streams(&js, &streams, &self.streams, self.policy).await?;
 
@@ -212,15 +231,16 @@ impl App {
         let mut seen = HashSet::new();
         for h in &self.handlers {
             let o = h.options();
-            o.validate().map_err(|e| Error::Config(format!("handler `{}`: {e}", o.name)))?;
-            if let Some(s) = o.subject {
-                if !event::subject_matches(s, h.event_subject()) {
-                    return Err(Error::Config(format!(
-                        "handler `{}`: subject {s:?} does not match its event's subject {:?}",
-                        o.name,
-                        h.event_subject()
-                    )));
-                }
+            o.validate()
+                .map_err(|e| Error::Config(format!("handler `{}`: {e}", o.name)))?;
+            if let Some(s) = o.subject
+                && !event::subject_matches(s, h.event_subject())
+            {
+                return Err(Error::Config(format!(
+                    "handler `{}`: subject {s:?} does not match its event's subject {:?}",
+                    o.name,
+                    h.event_subject()
+                )));
             }
             h.check(&self.extensions)?;
             let group = o.group.unwrap_or(&self.name);
@@ -278,7 +298,10 @@ impl AppHandle {
         while let Some(joined) = self.tasks.join_next().await {
             let r = match joined {
                 Ok(r) => r,
-                Err(join) => Err(Error::Consumer { consumer: "?".into(), reason: format!("consume loop crashed: {join}") }),
+                Err(join) => Err(Error::Consumer {
+                    consumer: "?".into(),
+                    reason: format!("consume loop crashed: {join}"),
+                }),
             };
             if let (Err(e), true) = (r, first_error.is_ok()) {
                 first_error = Err(e);
@@ -321,7 +344,12 @@ trait Registration: Send + Sync {
     fn subject(&self) -> &'static str;
     fn stream(&self) -> &'static str;
     fn check(&self, extensions: &Extensions) -> Result<(), MissingState>;
-    fn run(&self, binding: Arc<Binding>, env: Env, stop: CancellationToken) -> crate::handler::BoxFuture<'static, Result<()>>;
+    fn run(
+        &self,
+        binding: Arc<Binding>,
+        env: Env,
+        stop: CancellationToken,
+    ) -> crate::handler::BoxFuture<'static, Result<()>>;
 }
 
 struct Registered<H>(Arc<H>);
@@ -345,7 +373,12 @@ impl<H: Handler> Registration for Registered<H> {
     fn check(&self, extensions: &Extensions) -> Result<(), MissingState> {
         self.0.check(extensions)
     }
-    fn run(&self, binding: Arc<Binding>, env: Env, stop: CancellationToken) -> crate::handler::BoxFuture<'static, Result<()>> {
+    fn run(
+        &self,
+        binding: Arc<Binding>,
+        env: Env,
+        stop: CancellationToken,
+    ) -> crate::handler::BoxFuture<'static, Result<()>> {
         Box::pin(consume::run(self.0.clone(), binding, env, stop))
     }
 }

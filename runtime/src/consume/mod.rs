@@ -72,7 +72,9 @@ pub(crate) async fn run<H: Handler>(
         workers.spawn(worker::work(shared.clone(), rx.clone()));
     }
 
-    let result = pull::Puller::new(&env, &binding, slots, tx).run(&stop).await;
+    let result = pull::Puller::new(&env, &binding, slots, tx)
+        .run(&stop)
+        .await;
 
     // Graceful drain: the puller has unsubscribed and nak'd what it held;
     // queued-but-unstarted messages are nak'd by the workers; in-flight

@@ -28,7 +28,10 @@ pub(crate) struct PullSettings {
 
 impl Default for PullSettings {
     fn default() -> Self {
-        PullSettings { expires: Duration::from_secs(30), heartbeat: Duration::from_secs(5) }
+        PullSettings {
+            expires: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+        }
     }
 }
 
@@ -61,7 +64,12 @@ enum Step {
 }
 
 impl<'a> Puller<'a> {
-    pub(super) fn new(env: &'a Env, binding: &'a Binding, slots: Arc<Semaphore>, tx: mpsc::Sender<Item>) -> Self {
+    pub(super) fn new(
+        env: &'a Env,
+        binding: &'a Binding,
+        slots: Arc<Semaphore>,
+        tx: mpsc::Sender<Item>,
+    ) -> Self {
         let mut reconnects = env.reconnects.clone();
         // Connections made before this loop started need no reset.
         reconnects.borrow_and_update();
@@ -102,12 +110,18 @@ impl<'a> Puller<'a> {
                 return Ok(());
             }
             if self.sub.is_none() {
-                self.recover("the pull inbox subscription is gone", stop).await?;
+                self.recover("the pull inbox subscription is gone", stop)
+                    .await?;
                 continue;
             }
             self.request_more().await;
-            let need = if self.outstanding == 0 { 1 } else { self.threshold() };
-            let hb_deadline = self.last_activity + self.env.pull.heartbeat * 2 + Duration::from_secs(1);
+            let need = if self.outstanding == 0 {
+                1
+            } else {
+                self.threshold()
+            };
+            let hb_deadline =
+                self.last_activity + self.env.pull.heartbeat * 2 + Duration::from_secs(1);
             let slots = self.slots.clone();
             let step = tokio::select! {
                 biased;
@@ -160,7 +174,11 @@ impl<'a> Puller<'a> {
         let sent = self
             .bus
             .client()
-            .publish_with_reply(self.request_subject.clone(), self.inbox.clone(), body.into())
+            .publish_with_reply(
+                self.request_subject.clone(),
+                self.inbox.clone(),
+                body.into(),
+            )
             .await;
         match sent {
             Ok(()) => {
@@ -215,7 +233,9 @@ impl<'a> Puller<'a> {
                     Step::Reset
                 }
             }
-            StatusCode::NO_RESPONDERS => Step::Recover("no responder for pull requests (consumer, stream or JetStream unavailable)".into()),
+            StatusCode::NO_RESPONDERS => Step::Recover(
+                "no responder for pull requests (consumer, stream or JetStream unavailable)".into(),
+            ),
             other => {
                 tracing::warn!(handler = self.binding.handler, status = %other, description = ?msg.description, "unexpected status on the pull inbox; re-issuing pull requests");
                 Step::Reset
@@ -305,7 +325,8 @@ impl<'a> Puller<'a> {
             }
         }
         if self.failures > 0 {
-            let delay = Duration::from_millis(500 * 2u64.pow(self.failures.min(6))).min(Duration::from_secs(30));
+            let delay = Duration::from_millis(500 * 2u64.pow(self.failures.min(6)))
+                .min(Duration::from_secs(30));
             tokio::select! {
                 () = stop.cancelled() => {}
                 () = tokio::time::sleep(delay) => {}
@@ -316,7 +337,10 @@ impl<'a> Puller<'a> {
     }
 
     fn consumer_name(&self) -> String {
-        format!("{}/{}", self.binding.consumer.stream, self.binding.consumer.durable)
+        format!(
+            "{}/{}",
+            self.binding.consumer.stream, self.binding.consumer.durable
+        )
     }
 
     /// Stops pulling: unsubscribes and naks whatever arrived but was not
@@ -367,9 +391,12 @@ fn pending_messages(msg: &Message) -> Option<usize> {
 
 /// Naks without delay, for immediate redelivery (to this or another replica).
 pub(super) async fn nak_now(bus: &Bus, msg: &Message) {
-    if let Some(reply) = &msg.reply {
-        if let Err(e) = bus.client().publish(reply.clone(), AckKind::Nak(None).into()).await {
-            tracing::warn!(error = %e, "could not nak a message; it will be redelivered after ack_wait");
-        }
+    if let Some(reply) = &msg.reply
+        && let Err(e) = bus
+            .client()
+            .publish(reply.clone(), AckKind::Nak(None).into())
+            .await
+    {
+        tracing::warn!(error = %e, "could not nak a message; it will be redelivered after ack_wait");
     }
 }

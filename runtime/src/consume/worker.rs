@@ -68,7 +68,10 @@ impl<H: Handler> Shared<H> {
             tracing::warn!(subject = %msg.subject, "message without a reply subject on a pull inbox; ignored");
             return;
         };
-        let js_msg = async_nats::jetstream::Message { message: msg, context: self.bus.jetstream().clone() };
+        let js_msg = async_nats::jetstream::Message {
+            message: msg,
+            context: self.bus.jetstream().clone(),
+        };
         let d = match js_msg.info() {
             Ok(i) => Delivery {
                 stream: i.stream.to_owned(),
@@ -103,7 +106,13 @@ impl<H: Handler> Shared<H> {
         self.handle(msg, reply, d, event_id).instrument(span).await;
     }
 
-    async fn handle(&self, msg: Message, reply: async_nats::Subject, d: Delivery, event_id: Option<String>) {
+    async fn handle(
+        &self,
+        msg: Message,
+        reply: async_nats::Subject,
+        d: Delivery,
+        event_id: Option<String>,
+    ) {
         let action = match self.decode(&msg) {
             Err(reason) => Action::DeadLetter { reason },
             Ok(event) => {
@@ -128,7 +137,10 @@ impl<H: Handler> Shared<H> {
                     self.signal(&reply, AckKind::Nak(None)).await;
                     return;
                 };
-                let action = self.binding.retry.decide(d.delivered, result.as_ref().map(|_| ()));
+                let action = self
+                    .binding
+                    .retry
+                    .decide(d.delivered, result.as_ref().map(|_| ()));
                 if let (Err(error), Action::Nak(delay)) = (&result, &action) {
                     tracing::warn!(%error, ?delay, "handler failed; retrying after delay");
                 }
@@ -140,22 +152,31 @@ impl<H: Handler> Shared<H> {
 
     fn decode(&self, msg: &Message) -> Result<H::Event, String> {
         let expected = <H::Event as Event>::VERSION;
-        if let Some(v) = version_of(&msg.subject) {
-            if v != expected {
-                return Err(format!(
-                    "unsupported version {v}: handler `{}` decodes {} ({expected}) only",
-                    self.binding.handler,
-                    <H::Event as Event>::SUBJECT
-                ));
-            }
+        if let Some(v) = version_of(&msg.subject)
+            && v != expected
+        {
+            return Err(format!(
+                "unsupported version {v}: handler `{}` decodes {} ({expected}) only",
+                self.binding.handler,
+                <H::Event as Event>::SUBJECT
+            ));
         }
-        serde_json::from_slice::<H::Event>(&msg.payload)
-            .map_err(|e| format!("payload cannot be decoded as {}: {e}", <H::Event as Event>::SUBJECT))
+        serde_json::from_slice::<H::Event>(&msg.payload).map_err(|e| {
+            format!(
+                "payload cannot be decoded as {}: {e}",
+                <H::Event as Event>::SUBJECT
+            )
+        })
     }
 
     /// Runs the handler, sending `+WPI` every ack_wait/2 while it runs.
     /// `None` when aborted by shutdown.
-    async fn call(&self, event: H::Event, ctx: Context, reply: &async_nats::Subject) -> Option<Result<(), HandlerError>> {
+    async fn call(
+        &self,
+        event: H::Event,
+        ctx: Context,
+        reply: &async_nats::Subject,
+    ) -> Option<Result<(), HandlerError>> {
         let fut = AssertUnwindSafe(self.handler.call(event, ctx)).catch_unwind();
         tokio::pin!(fut);
         let every = (self.binding.ack_wait / 2).max(Duration::from_millis(1));
@@ -182,7 +203,13 @@ impl<H: Handler> Shared<H> {
         }
     }
 
-    async fn apply(&self, action: Action, msg: &Message, reply: &async_nats::Subject, d: &Delivery) {
+    async fn apply(
+        &self,
+        action: Action,
+        msg: &Message,
+        reply: &async_nats::Subject,
+        d: &Delivery,
+    ) {
         let span = tracing::Span::current();
         match action {
             Action::Ack => {
@@ -209,7 +236,9 @@ impl<H: Handler> Shared<H> {
                     delivered: d.delivered,
                     reason: &reason,
                 };
-                match dlq::capture(&self.bus, record, msg.headers.as_ref(), msg.payload.clone()).await {
+                match dlq::capture(&self.bus, record, msg.headers.as_ref(), msg.payload.clone())
+                    .await
+                {
                     Ok(ack) => {
                         span.record("outcome", "dead-lettered");
                         tracing::error!(%reason, dlq_seq = ack.sequence, "dead-lettered message, then terminated it");

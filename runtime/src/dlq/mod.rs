@@ -89,12 +89,17 @@ pub(crate) async fn capture(
     h.insert(headers::SEQUENCE, record.sequence.to_string().as_str());
     h.insert(headers::DELIVERED, record.delivered.to_string().as_str());
     // header values cannot carry line breaks
-    let reason: String = record.reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let reason: String = record
+        .reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     h.insert(headers::ERROR, reason.as_str());
     h.insert(headers::HANDLER, record.handler);
     h.insert(headers::GROUP, record.group);
     let id = format!("dlq:{}:{}", record.stream, record.sequence);
-    bus.publish_message(subject(record.group, record.subject), h, payload, &id).await
+    bus.publish_message(subject(record.group, record.subject), h, payload, &id)
+        .await
 }
 
 /// Reads every dead letter currently in the DLQ stream, oldest first.
@@ -115,7 +120,9 @@ pub async fn list(bus: &Bus) -> Result<Vec<DeadLetter>, crate::Error> {
     let info = stream
         .info()
         .await
-        .map_err(|e| crate::Error::topology(format!("cannot read the `{STREAM}` stream's info"), e))?
+        .map_err(|e| {
+            crate::Error::topology(format!("cannot read the `{STREAM}` stream's info"), e)
+        })?
         .clone();
     let mut out = Vec::new();
     if info.state.messages == 0 {
@@ -124,10 +131,25 @@ pub async fn list(bus: &Bus) -> Result<Vec<DeadLetter>, crate::Error> {
     for seq in info.state.first_sequence..=info.state.last_sequence {
         let msg = match stream.get_raw_message(seq).await {
             Ok(m) => m,
-            Err(e) if e.kind() == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound => continue,
-            Err(e) => return Err(crate::Error::topology(format!("cannot read `{STREAM}` message {seq}"), e)),
+            Err(e)
+                if e.kind()
+                    == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound =>
+            {
+                continue;
+            }
+            Err(e) => {
+                return Err(crate::Error::topology(
+                    format!("cannot read `{STREAM}` message {seq}"),
+                    e,
+                ));
+            }
         };
-        let get = |name: &str| msg.headers.get(name).map(|v| v.as_str().to_owned()).unwrap_or_default();
+        let get = |name: &str| {
+            msg.headers
+                .get(name)
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default()
+        };
         out.push(DeadLetter {
             dlq_sequence: msg.sequence,
             subject: get(headers::SUBJECT),

@@ -179,17 +179,22 @@ impl HandlerOptions {
                 ));
             }
         }
-        if let Some(s) = self.subject {
-            if s.is_empty() || s.split('.').any(|t| t.is_empty() || t.contains(char::is_whitespace)) {
-                return Err(format!("`subject = {s:?}` is not a valid NATS subject"));
-            }
+        if let Some(s) = self.subject
+            && (s.is_empty()
+                || s.split('.')
+                    .any(|t| t.is_empty() || t.contains(char::is_whitespace)))
+        {
+            return Err(format!("`subject = {s:?}` is not a valid NATS subject"));
         }
-        if let Some(g) = self.group {
-            if g.is_empty() || !g.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                return Err(format!(
-                    "`group = {g:?}` may only contain ASCII letters, digits, `_` and `-`"
-                ));
-            }
+        if let Some(g) = self.group
+            && (g.is_empty()
+                || !g
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        {
+            return Err(format!(
+                "`group = {g:?}` may only contain ASCII letters, digits, `_` and `-`"
+            ));
         }
         Ok(())
     }

@@ -36,7 +36,9 @@ pub(crate) struct Inner {
 
 impl Context {
     pub(crate) fn new(inner: Inner) -> Self {
-        Context { inner: Arc::new(inner) }
+        Context {
+            inner: Arc::new(inner),
+        }
     }
     /// The handler's name.
     pub fn handler(&self) -> &'static str {

@@ -43,16 +43,25 @@ enum Kind {
 impl HandlerError {
     /// A retryable failure: the message is redelivered after the backoff delay.
     pub fn retry(cause: impl Into<BoxError>) -> Self {
-        HandlerError { kind: Kind::Retry(None), source: cause.into() }
+        HandlerError {
+            kind: Kind::Retry(None),
+            source: cause.into(),
+        }
     }
     /// A retryable failure redelivered after `delay` (instead of the backoff schedule).
     pub fn retry_after(cause: impl Into<BoxError>, delay: Duration) -> Self {
-        HandlerError { kind: Kind::Retry(Some(delay)), source: cause.into() }
+        HandlerError {
+            kind: Kind::Retry(Some(delay)),
+            source: cause.into(),
+        }
     }
     /// A permanent failure: retrying cannot help. The message is dead-lettered
     /// and terminated at once.
     pub fn reject(cause: impl Into<BoxError>) -> Self {
-        HandlerError { kind: Kind::Reject, source: cause.into() }
+        HandlerError {
+            kind: Kind::Reject,
+            source: cause.into(),
+        }
     }
     /// `true` if the failure was classified permanent.
     pub fn is_permanent(&self) -> bool {

@@ -20,19 +20,25 @@ impl Extensions {
     }
     /// The value of type `T`, if one was registered.
     pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
-        self.map.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>())
+        self.map
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
     }
 }
 
 impl fmt::Debug for Extensions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Extensions").field("len", &self.map.len()).finish()
+        f.debug_struct("Extensions")
+            .field("len", &self.map.len())
+            .finish()
     }
 }
 
 /// A handler takes `State<T>` but the app has no value of type `T`.
 #[derive(Debug, Clone, Error)]
-#[error("handler `{handler}` takes `State<{type_name}>`, but no value of that type was registered; call `App::state(value)` with a `{type_name}` before `run`")]
+#[error(
+    "handler `{handler}` takes `State<{type_name}>`, but no value of that type was registered; call `App::state(value)` with a `{type_name}` before `run`"
+)]
 pub struct MissingState {
     /// The handler's name.
     pub handler: &'static str,
@@ -102,7 +108,10 @@ impl<T: Clone + Send + Sync + 'static> FromContext for State<T> {
     fn check(handler: &'static str, extensions: &Extensions) -> Result<(), MissingState> {
         match extensions.get::<T>() {
             Some(_) => Ok(()),
-            None => Err(MissingState { handler, type_name: type_name::<T>() }),
+            None => Err(MissingState {
+                handler,
+                type_name: type_name::<T>(),
+            }),
         }
     }
 }

@@ -68,5 +68,9 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     /// Handles one decoded event.
-    fn call(&self, event: Self::Event, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>>;
+    fn call(
+        &self,
+        event: Self::Event,
+        ctx: Context,
+    ) -> BoxFuture<'static, Result<(), HandlerError>>;
 }

@@ -23,13 +23,19 @@ pub enum PublishErrorKind {
     #[error("the event could not be encoded as JSON")]
     Encode,
     /// Payload plus headers exceed the server's `max_payload`; nothing was sent.
-    #[error("the message is larger than the server's max_payload; publish smaller events or raise max_payload in the server config")]
+    #[error(
+        "the message is larger than the server's max_payload; publish smaller events or raise max_payload in the server config"
+    )]
     TooLarge,
     /// No stream stores the subject.
-    #[error("no stream captures this subject; start an App that declares the event's stream, or create the stream")]
+    #[error(
+        "no stream captures this subject; start an App that declares the event's stream, or create the stream"
+    )]
     NoStream,
     /// No PubAck arrived in time, after every retry (all with the same `Nats-Msg-Id`).
-    #[error("no PubAck after {attempts} attempts; the server may be down or overloaded (a retry with the same event id is safe)")]
+    #[error(
+        "no PubAck after {attempts} attempts; the server may be down or overloaded (a retry with the same event id is safe)"
+    )]
     Timeout {
         /// Attempts made.
         attempts: u32,
@@ -46,8 +52,16 @@ pub enum PublishErrorKind {
 }
 
 impl PublishError {
-    pub(crate) fn new(subject: impl Into<String>, kind: PublishErrorKind, source: Option<BoxError>) -> Self {
-        PublishError { subject: subject.into(), kind, source }
+    pub(crate) fn new(
+        subject: impl Into<String>,
+        kind: PublishErrorKind,
+        source: Option<BoxError>,
+    ) -> Self {
+        PublishError {
+            subject: subject.into(),
+            kind,
+            source,
+        }
     }
     /// An ack/progress signal that could not be sent.
     pub(crate) fn ack(e: impl Into<BoxError>) -> Self {

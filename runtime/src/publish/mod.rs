@@ -68,7 +68,12 @@ impl Bus {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_secs(5));
         Bus {
-            inner: Arc::new(Inner { client, js, source: source.into(), attempts: 3 }),
+            inner: Arc::new(Inner {
+                client,
+                js,
+                source: source.into(),
+                attempts: 3,
+            }),
         }
     }
 
@@ -97,7 +102,11 @@ impl Bus {
             .map_err(|e| PublishError::new(subject, PublishErrorKind::Encode, Some(e.into())))?;
         let id = match event.event_key() {
             Some(key) if key.chars().any(char::is_control) => {
-                return Err(PublishError::new(subject, PublishErrorKind::InvalidKey, None));
+                return Err(PublishError::new(
+                    subject,
+                    PublishErrorKind::InvalidKey,
+                    None,
+                ));
             }
             Some(key) => format!("{subject}:{key}"),
             None => uuid::Uuid::now_v7().to_string(),
@@ -117,7 +126,8 @@ impl Bus {
         if let Some(c) = causation {
             h.insert(headers::CAUSATION_ID, c);
         }
-        self.publish_message(subject.to_owned(), h, payload.into(), &id).await
+        self.publish_message(subject.to_owned(), h, payload.into(), &id)
+            .await
     }
 
     /// Publishes raw bytes with `headers`, deduplicated on `msg_id`, retrying
@@ -133,7 +143,9 @@ impl Bus {
         let attempts = self.inner.attempts;
         let mut last = None;
         for attempt in 1..=attempts {
-            let message = PublishMessage::build().payload(payload.clone()).headers(headers.clone());
+            let message = PublishMessage::build()
+                .payload(payload.clone())
+                .headers(headers.clone());
             let result = match self.inner.js.send_publish(subject.clone(), message).await {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
@@ -141,7 +153,11 @@ impl Bus {
             use jetstream::context::PublishErrorKind as K;
             match result {
                 Ok(ack) => {
-                    return Ok(PubAck { stream: ack.stream, sequence: ack.sequence, duplicate: ack.duplicate });
+                    return Ok(PubAck {
+                        stream: ack.stream,
+                        sequence: ack.sequence,
+                        duplicate: ack.duplicate,
+                    });
                 }
                 Err(e) if e.kind() == K::TimedOut || e.kind() == K::BrokenPipe => {
                     tracing::warn!(subject, attempt, error = %e, "no PubAck yet; retrying with the same event id");

@@ -44,9 +44,14 @@ impl RetryPolicy {
     pub(crate) fn decide(&self, delivered: u64, result: Result<(), &HandlerError>) -> Action {
         match result {
             Ok(()) => Action::Ack,
-            Err(e) if e.is_permanent() => Action::DeadLetter { reason: format!("rejected: {e}") },
+            Err(e) if e.is_permanent() => Action::DeadLetter {
+                reason: format!("rejected: {e}"),
+            },
             Err(e) if delivered >= self.max_deliver => Action::DeadLetter {
-                reason: format!("failed on delivery {delivered} of max_deliver {}: {e}", self.max_deliver),
+                reason: format!(
+                    "failed on delivery {delivered} of max_deliver {}: {e}",
+                    self.max_deliver
+                ),
             },
             Err(e) => Action::Nak(e.requested_delay().unwrap_or_else(|| self.delay(delivered))),
         }
@@ -74,11 +79,22 @@ mod tests {
         let p = RetryPolicy::new(&OPTS);
         let retry = HandlerError::retry("boom");
         assert_eq!(p.decide(1, Ok(())), Action::Ack);
-        assert_eq!(p.decide(1, Err(&retry)), Action::Nak(Duration::from_secs(1)));
-        assert!(matches!(p.decide(4, Err(&retry)), Action::DeadLetter { .. }));
+        assert_eq!(
+            p.decide(1, Err(&retry)),
+            Action::Nak(Duration::from_secs(1))
+        );
+        assert!(matches!(
+            p.decide(4, Err(&retry)),
+            Action::DeadLetter { .. }
+        ));
         let reject = HandlerError::reject("bad order");
-        assert!(matches!(p.decide(1, Err(&reject)), Action::DeadLetter { reason } if reason.contains("bad order")));
+        assert!(
+            matches!(p.decide(1, Err(&reject)), Action::DeadLetter { reason } if reason.contains("bad order"))
+        );
         let after = HandlerError::retry_after("busy", Duration::from_millis(250));
-        assert_eq!(p.decide(2, Err(&after)), Action::Nak(Duration::from_millis(250)));
+        assert_eq!(
+            p.decide(2, Err(&after)),
+            Action::Nak(Duration::from_millis(250))
+        );
     }
 }

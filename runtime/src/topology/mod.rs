@@ -45,7 +45,11 @@ pub struct StreamSettings {
 
 impl Default for StreamSettings {
     fn default() -> Self {
-        StreamSettings { replicas: 1, memory_storage: false, duplicate_window: Duration::from_secs(120) }
+        StreamSettings {
+            replicas: 1,
+            memory_storage: false,
+            duplicate_window: Duration::from_secs(120),
+        }
     }
 }
 
@@ -93,7 +97,11 @@ async fn ensure_stream(
     policy: TopologyPolicy,
 ) -> Result<(), Error> {
     let wanted: Vec<String> = {
-        let mut w: Vec<String> = spec.subjects.iter().map(|s| crate::event::stream_subject_of(s)).collect();
+        let mut w: Vec<String> = spec
+            .subjects
+            .iter()
+            .map(|s| crate::event::stream_subject_of(s))
+            .collect();
         w.sort();
         w.dedup();
         w
@@ -125,9 +133,9 @@ async fn ensure_stream(
                             config.subjects.push(w);
                         }
                     }
-                    js.update_stream(config)
-                        .await
-                        .map_err(|e| Error::topology(format!("cannot add subjects to stream `{name}`"), e))?;
+                    js.update_stream(config).await.map_err(|e| {
+                        Error::topology(format!("cannot add subjects to stream `{name}`"), e)
+                    })?;
                     Ok(())
                 }
                 TopologyPolicy::Refuse | TopologyPolicy::BindOnly => Err(Error::Drift {
@@ -147,7 +155,11 @@ async fn ensure_stream(
             let config = stream::Config {
                 name: name.to_owned(),
                 subjects: wanted,
-                storage: if settings.memory_storage { StorageType::Memory } else { StorageType::File },
+                storage: if settings.memory_storage {
+                    StorageType::Memory
+                } else {
+                    StorageType::File
+                },
                 num_replicas: settings.replicas,
                 duplicate_window: settings.duplicate_window,
                 ..Default::default()
@@ -158,7 +170,10 @@ async fn ensure_stream(
             tracing::info!(stream = name, "created stream");
             Ok(())
         }
-        Err(e) => Err(Error::topology(format!("cannot look up stream `{name}`"), e)),
+        Err(e) => Err(Error::topology(
+            format!("cannot look up stream `{name}`"),
+            e,
+        )),
     }
 }
 
@@ -190,11 +205,31 @@ fn consumer_diff(server: &consumer::Config, declared: &pull::Config) -> String {
             let _ = writeln!(out, "  {name}: server={s} declared={d}");
         }
     };
-    field("filter_subject", format!("{:?}", server.filter_subject), format!("{:?}", declared.filter_subject));
-    field("ack_policy", format!("{:?}", server.ack_policy), format!("{:?}", declared.ack_policy));
-    field("ack_wait", format!("{:?}", server.ack_wait), format!("{:?}", declared.ack_wait));
-    field("max_deliver", server.max_deliver.to_string(), declared.max_deliver.to_string());
-    field("deliver_policy", format!("{:?}", server.deliver_policy), format!("{:?}", declared.deliver_policy));
+    field(
+        "filter_subject",
+        format!("{:?}", server.filter_subject),
+        format!("{:?}", declared.filter_subject),
+    );
+    field(
+        "ack_policy",
+        format!("{:?}", server.ack_policy),
+        format!("{:?}", declared.ack_policy),
+    );
+    field(
+        "ack_wait",
+        format!("{:?}", server.ack_wait),
+        format!("{:?}", declared.ack_wait),
+    );
+    field(
+        "max_deliver",
+        server.max_deliver.to_string(),
+        declared.max_deliver.to_string(),
+    );
+    field(
+        "deliver_policy",
+        format!("{:?}", server.deliver_policy),
+        format!("{:?}", declared.deliver_policy),
+    );
     out.trim_end().to_owned()
 }
 
@@ -228,10 +263,9 @@ pub(crate) async fn ensure_consumer(
                         hint: "some fields (e.g. deliver_policy) cannot change on an existing consumer; \
                                delete the consumer to recreate it, or restore the old value in the code",
                     })?;
-                    let info = stream
-                        .consumer_info(&spec.durable)
-                        .await
-                        .map_err(|e| Error::topology(format!("cannot read {what} after updating it"), e))?;
+                    let info = stream.consumer_info(&spec.durable).await.map_err(|e| {
+                        Error::topology(format!("cannot read {what} after updating it"), e)
+                    })?;
                     Ok(info.config)
                 }
                 TopologyPolicy::Refuse => Err(Error::Drift {
@@ -266,14 +300,21 @@ pub(crate) async fn ensure_consumer(
 
 /// Whether the consumer still exists: `Ok(true)`, `Ok(false)` (consumer gone),
 /// or the error (stream gone, server unreachable...).
-pub(crate) async fn consumer_exists(js: &jetstream::Context, stream: &str, durable: &str) -> Result<bool, String> {
-    let s = js.get_stream_no_info(stream).await.map_err(|e| e.to_string())?;
+pub(crate) async fn consumer_exists(
+    js: &jetstream::Context,
+    stream: &str,
+    durable: &str,
+) -> Result<bool, String> {
+    let s = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|e| e.to_string())?;
     match s.consumer_info(durable).await {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Ok(false),
-        Err(e) if e.kind() == ConsumerInfoErrorKind::StreamNotFound => {
-            Err(format!("stream `{stream}` does not exist (was it deleted?)"))
-        }
+        Err(e) if e.kind() == ConsumerInfoErrorKind::StreamNotFound => Err(format!(
+            "stream `{stream}` does not exist (was it deleted?)"
+        )),
         Err(e) => Err(e.to_string()),
     }
 }

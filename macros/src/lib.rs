@@ -1,0 +1,161 @@
+//! Procedural macros of [jetflow](https://docs.rs/jetflow): `#[event]` and
+//! `#[handler]`.
+//!
+//! Use them through the `jetflow` crate (`use jetflow::prelude::*;`), which
+//! re-exports them; the code they generate names items of `jetflow` only.
+//!
+//! The crate is thin: `attr.rs` parses the options, `ast.rs` models the item,
+//! `valid.rs` checks the rules (collecting every error in one pass so that
+//! one compilation reports all mistakes), `expand.rs` generates the code.
+//! All behaviour lives in the runtime's `Event` and `Handler` traits.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod ast;
+mod attr;
+mod ctxt;
+mod duration;
+mod expand;
+mod names;
+mod valid;
+
+use proc_macro::TokenStream;
+
+/// Makes a struct a jetflow event: derives serde's `Serialize` and
+/// `Deserialize` (through `jetflow`, so no direct serde dependency is needed)
+/// and implements `jetflow::Event`.
+///
+/// ```ignore
+/// use jetflow::prelude::*;
+///
+/// /// An order was placed.
+/// #[event(version = "v1", id = order_id)]
+/// pub struct OrderCreated {
+///     pub order_id: String,
+///     pub total_cents: u64,
+/// }
+///
+/// assert_eq!(OrderCreated::SUBJECT, "order.created.v1");
+/// ```
+///
+/// # Options
+///
+/// | option | required | value | default |
+/// |---|---|---|---|
+/// | `version = "v1"` | yes | `v` and a number from 1, no leading zeros | |
+/// | `name = "order.created"` | no | lowercase tokens of `a-z`, `0-9`, `_`, `-` separated by `.`; no wildcards | the type name, CamelCase split into dotted lowercase words: `OrderCreated` -> `order.created`, `HTTPRequestFailed` -> `http.request.failed` |
+/// | `stream = "ORDERS"` | no | ASCII letters, digits, `_`, `-` | the name's first token, upper-cased: `order.created` -> `ORDER` |
+/// | `id = order_id` | no | a named field whose `Display` text is the business key (used for a stable event id and server-side deduplication) | none: every publish gets a fresh id |
+/// | `crate = path` | no | path to the `jetflow` crate, for a renamed or re-exported dependency | `::jetflow` |
+///
+/// The subject is `{name}.{version}`. The struct may not be generic. If it
+/// already derives `Serialize` or `Deserialize` (any path ending in those
+/// names), that derive is not added again.
+///
+/// # Equivalent code without the macro
+///
+/// ```ignore
+/// #[derive(::jetflow::__private::serde::Serialize, ::jetflow::__private::serde::Deserialize)]
+/// #[serde(crate = "::jetflow::__private::serde")]
+/// pub struct OrderCreated {
+///     pub order_id: String,
+///     pub total_cents: u64,
+/// }
+///
+/// impl ::jetflow::Event for OrderCreated {
+///     const NAME: &'static str = "order.created";
+///     const VERSION: &'static str = "v1";
+///     const SUBJECT: &'static str = "order.created.v1";
+///     const STREAM: &'static str = "ORDER";
+///     // only with `id = order_id`:
+///     fn event_key(&self) -> Option<String> {
+///         Some(self.order_id.to_string())
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand_event(attr.into(), item.into()).into()
+}
+
+/// Makes an `async fn` a jetflow handler: the function becomes a unit struct
+/// of the same name (same visibility and docs) implementing
+/// `jetflow::Handler`, to register with `App::handler(reserve_stock)`.
+///
+/// The first argument is the event, taken by value. Every further argument
+/// is an extractor (`jetflow::handler::FromContext`): `Context`, `State<T>`.
+/// The function returns `()` or `Result<(), E>` where `E` converts into
+/// `HandlerError` (`HandlerError` itself or any `std::error::Error`).
+///
+/// ```ignore
+/// use jetflow::prelude::*;
+///
+/// #[derive(Clone)]
+/// struct Db;
+///
+/// #[handler(group = "inventory", max_deliver = 3, backoff = "1s, 5s")]
+/// async fn reserve_stock(order: OrderCreated, ctx: Context, State(db): State<Db>) -> Result<(), HandlerError> {
+///     Ok(())
+/// }
+/// ```
+///
+/// # Options
+///
+/// All are optional; an option that is not given keeps the runtime's
+/// default (see `jetflow::handler::HandlerOptions`).
+///
+/// | option | value | default |
+/// |---|---|---|
+/// | `subject = "order.created.v1"` | a NATS subject: non-empty tokens separated by `.`, no white space, `*` only as a whole token, `>` only as the whole last token. It must match the event's subject (checked at compile time). | the event's subject |
+/// | `group = "inventory"` | ASCII letters, digits, `_`, `-`: the consumer group (durable name prefix) | the app's name |
+/// | `max_deliver = 5` | integer >= 1: deliveries before the message is dead-lettered | 5 |
+/// | `backoff = "1s, 5s, 30s"` | comma list of durations > 0, at most `max_deliver - 1` of them; the last one repeats | `1s, 5s, 30s` |
+/// | `ack_wait = "30s"` | duration >= `1ms` | `30s` |
+/// | `concurrency = 64` | integer from 1 to 65535: messages handled at once per instance | 1 |
+/// | `dead_letter = false` | `true` / `false`: copy failed messages to the DLQ stream | `true` |
+/// | `deliver = "new"` | `"all"`, `"new"` or `"last"`: where a new durable consumer starts | `"all"` |
+/// | `crate = path` | path to the `jetflow` crate, for a renamed or re-exported dependency | `::jetflow` |
+///
+/// Durations are an integer followed by `ms`, `s`, `m` or `h`: `500ms`,
+/// `30s`, `5m`, `1h`.
+///
+/// # Equivalent code without the macro
+///
+/// ```ignore
+/// #[derive(Debug, Clone, Copy, Default)]
+/// #[allow(non_camel_case_types)]
+/// struct reserve_stock;
+///
+/// impl ::jetflow::Handler for reserve_stock {
+///     type Event = OrderCreated;
+///     const OPTIONS: HandlerOptions = HandlerOptions::new("reserve_stock")
+///         .group("inventory")
+///         .max_deliver(3)
+///         .backoff(&[Duration::from_millis(1000), Duration::from_millis(5000)]);
+///
+///     fn check(&self, ext: &Extensions) -> Result<(), MissingState> {
+///         // one line per extractor: fails at start-up if `App::state` lacks a `Db`
+///         <State<Db> as FromContext>::check(Self::OPTIONS.name, ext)?;
+///         Ok(())
+///     }
+///
+///     fn call(&self, event: OrderCreated, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
+///         async fn reserve_stock(order: OrderCreated, ctx: Context, State(db): State<Db>) -> Result<(), HandlerError> {
+///             Ok(())
+///         }
+///         Box::pin(async move {
+///             let arg1 = <Context as FromContext>::from_context(&ctx)?;
+///             let arg2 = <State<Db> as FromContext>::from_context(&ctx)?;
+///             IntoOutcome::into_outcome(reserve_stock(event, arg1, arg2).await)
+///         })
+///     }
+/// }
+///
+/// // only with `subject = "..."`: a compile error if the subject cannot carry the event
+/// const _: () = ::jetflow::__private::assert_subject_matches(<OrderCreated as Event>::SUBJECT, "order.created.v1");
+/// ```
+#[proc_macro_attribute]
+pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand_handler(attr.into(), item.into()).into()
+}

@@ -1,0 +1,395 @@
+//! The rules an event or handler must follow. Each rule records its error in
+//! the [`Ctxt`] and moves on; the result holds the values that passed, with
+//! defaults filled in, for `expand.rs`.
+
+use std::time::Duration;
+
+use proc_macro2::{Ident, Span};
+use quote::quote;
+use syn::{Fields, Generics, LitInt, Path, PathArguments, Type};
+
+use crate::ast;
+use crate::attr::suggest;
+use crate::ctxt::Ctxt;
+use crate::duration::{parse_duration, parse_duration_list};
+use crate::names::{
+    default_event_name, default_stream, validate_identifier, validate_name, validate_subject,
+    validate_version,
+};
+
+/// `max_deliver` when the handler does not set it (the runtime's default).
+const DEFAULT_MAX_DELIVER: u32 = 5;
+
+/// The resolved values of an event.
+pub(crate) struct EventSpec {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) stream: String,
+    /// The business-key field, if `id` names an existing field.
+    pub(crate) key: Option<Ident>,
+    /// `false` when no impl can be generated for the struct (it is generic).
+    pub(crate) expandable: bool,
+}
+
+pub(crate) fn event(cx: &Ctxt, event: &ast::Event) -> EventSpec {
+    let (attrs, item) = (&event.attrs, &event.original);
+    let expandable = !is_generic(&item.generics);
+    if !expandable {
+        cx.error_spanned_by(
+            generics_tokens(&item.generics),
+            "events cannot be generic: an event is one concrete type on the wire; use concrete field types",
+        );
+    }
+
+    let version = match &attrs.version {
+        Some(lit) => {
+            let version = lit.value();
+            if let Err(msg) = validate_version(&version) {
+                cx.error_spanned_by(lit, msg);
+            }
+            version
+        }
+        // `version = 1` or `verison = "v1"`: already reported.
+        None if attrs.mentioned.contains(&"version") => "v1".to_owned(),
+        None => {
+            cx.error_at(
+                Span::call_site(),
+                r#"missing `version`: every event has a version, e.g. `#[event(version = "v1")]`"#,
+            );
+            "v1".to_owned()
+        }
+    };
+
+    let name = match &attrs.name {
+        Some(lit) => {
+            let name = lit.value();
+            if let Err(msg) = validate_name(&name) {
+                cx.error_spanned_by(lit, msg);
+            }
+            name
+        }
+        None => {
+            let name = default_event_name(&item.ident.to_string());
+            if let Err(msg) = validate_name(&name) {
+                cx.error_spanned_by(
+                    &item.ident,
+                    format!("cannot derive an event name from `{}`: {msg}; set it with `name = \"...\"`", item.ident),
+                );
+            }
+            name
+        }
+    };
+
+    let stream = match &attrs.stream {
+        Some(lit) => {
+            let stream = lit.value();
+            if let Err(msg) = validate_identifier("stream", &stream) {
+                cx.error_spanned_by(lit, msg);
+            }
+            stream
+        }
+        None => default_stream(&name),
+    };
+
+    let key = attrs.id.as_ref().and_then(|id| {
+        let ty = &item.ident;
+        let kind = match &item.fields {
+            Fields::Named(fields) => {
+                if fields.named.iter().any(|f| f.ident.as_ref() == Some(id)) {
+                    return Some(id.clone());
+                }
+                let names: Vec<String> = fields
+                    .named
+                    .iter()
+                    .filter_map(|f| f.ident.as_ref())
+                    .map(ToString::to_string)
+                    .collect();
+                let candidates: Vec<&str> = names.iter().map(String::as_str).collect();
+                let hint = match suggest(&id.to_string(), &candidates) {
+                    Some(best) => format!("did you mean `{best}`? "),
+                    None => String::new(),
+                };
+                let list: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+                cx.error_spanned_by(
+                    id,
+                    format!(
+                        "`{ty}` has no field `{id}`; {hint}`id` names the field that holds the business key \
+                         (fields: {})",
+                        list.join(", ")
+                    ),
+                );
+                return None;
+            }
+            Fields::Unnamed(_) => "a tuple struct",
+            Fields::Unit => "a unit struct",
+        };
+        cx.error_spanned_by(id, format!("`id` names a field, but `{ty}` is {kind}; use a struct with named fields"));
+        None
+    });
+
+    if let Some(path) = &attrs.krate {
+        crate_path(cx, path);
+    }
+    EventSpec {
+        name,
+        version,
+        stream,
+        key,
+        expandable,
+    }
+}
+
+/// The options of a handler that passed the rules, with their values.
+pub(crate) struct HandlerSpec {
+    /// `false` when the function cannot be wrapped (not async, no event, ...).
+    pub(crate) signature_ok: bool,
+    pub(crate) subject: Option<syn::LitStr>,
+    pub(crate) group: Option<syn::LitStr>,
+    pub(crate) max_deliver: Option<u32>,
+    pub(crate) backoff: Option<Vec<Duration>>,
+    pub(crate) ack_wait: Option<Duration>,
+    pub(crate) concurrency: Option<u32>,
+    pub(crate) dead_letter: Option<bool>,
+    /// The `DeliverPolicy` variant.
+    pub(crate) deliver: Option<Ident>,
+}
+
+pub(crate) fn handler(cx: &Ctxt, handler: &ast::Handler) -> HandlerSpec {
+    let attrs = &handler.attrs;
+
+    let subject = attrs
+        .subject
+        .clone()
+        .filter(|lit| check(cx, lit, validate_subject(&lit.value())));
+    let group = attrs
+        .group
+        .clone()
+        .filter(|lit| check(cx, lit, validate_identifier("group", &lit.value())));
+
+    let max_deliver = attrs.max_deliver.as_ref().and_then(|lit| {
+        int_in_range(
+            cx,
+            lit,
+            1,
+            u32::MAX,
+            "`max_deliver` must be at least 1 (the first delivery counts)",
+        )
+    });
+    let concurrency = attrs.concurrency.as_ref().and_then(|lit| {
+        int_in_range(
+            cx,
+            lit,
+            1,
+            u32::from(u16::MAX),
+            "`concurrency` must be between 1 and 65535",
+        )
+    });
+
+    let backoff = attrs.backoff.as_ref().and_then(|lit| {
+        let delays = parse_duration_list(&lit.value()).map_err(|msg| cx.error_spanned_by(lit, msg)).ok()?;
+        if delays.contains(&Duration::ZERO) {
+            cx.error_spanned_by(lit, "`backoff` delays must be greater than zero, e.g. `backoff = \"1s, 5s, 30s\"`");
+            return None;
+        }
+        // Only compare with a valid `max_deliver`; a bad one already has its error.
+        if attrs.max_deliver.is_none() || max_deliver.is_some() {
+            let max = max_deliver.unwrap_or(DEFAULT_MAX_DELIVER);
+            let retries = max as usize - 1;
+            if delays.len() > retries {
+                let given = if max_deliver.is_some() { "" } else { "the default " };
+                let fix = if max_deliver.is_some() { "raise" } else { "set" };
+                cx.error_spanned_by(
+                    lit,
+                    format!(
+                        "`backoff` has {} but {given}`max_deliver = {max}` allows only {}; drop delays or {fix} \
+                         `max_deliver`",
+                        plural(delays.len(), "delay"),
+                        plural(retries, "retry"),
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(delays)
+    });
+
+    let ack_wait = attrs.ack_wait.as_ref().and_then(|lit| {
+        let wait = parse_duration(&lit.value())
+            .map_err(|msg| cx.error_spanned_by(lit, msg))
+            .ok()?;
+        if wait < Duration::from_millis(1) {
+            cx.error_spanned_by(
+                lit,
+                "`ack_wait` must be at least `1ms`, e.g. `ack_wait = \"30s\"`",
+            );
+            return None;
+        }
+        Some(wait)
+    });
+
+    let deliver = attrs.deliver.as_ref().and_then(|lit| {
+        let variant = match lit.value().as_str() {
+            "all" => "All",
+            "new" => "New",
+            "last" => "Last",
+            _ => {
+                cx.error_spanned_by(
+                    lit,
+                    r#"`deliver` must be one of `"all"`, `"new"` or `"last"`"#,
+                );
+                return None;
+            }
+        };
+        Some(Ident::new(variant, lit.span()))
+    });
+
+    if let Some(path) = &attrs.krate {
+        crate_path(cx, path);
+    }
+    // After the options: errors are reported in source order.
+    let signature_ok = signature(cx, handler);
+
+    HandlerSpec {
+        signature_ok,
+        subject,
+        group,
+        max_deliver,
+        backoff,
+        ack_wait,
+        concurrency,
+        dead_letter: attrs.dead_letter.as_ref().map(|b| b.value),
+        deliver,
+    }
+}
+
+/// The shape of the function; `false` if it cannot be wrapped.
+fn signature(cx: &Ctxt, handler: &ast::Handler) -> bool {
+    let sig = &handler.original.sig;
+    let before = cx.error_count();
+    if sig.asyncness.is_none() {
+        cx.error_spanned_by(
+            sig.fn_token,
+            "a handler must be an `async fn`; add `async` before `fn`",
+        );
+    }
+    if let syn::Safety::Unsafe(token) = &sig.safety {
+        cx.error_spanned_by(token, "a handler cannot be `unsafe`");
+    }
+    if let Some(receiver) = sig.receiver() {
+        cx.error_spanned_by(
+            receiver,
+            "a handler cannot take `self`: it is a free `async fn`; move it out of the `impl` block",
+        );
+    }
+    if is_generic(&sig.generics) {
+        cx.error_spanned_by(
+            generics_tokens(&sig.generics),
+            "a handler cannot be generic: its event and argument types must be concrete",
+        );
+    }
+    match handler.event_type() {
+        None => cx.error_at(
+            sig.paren_token.span.join(),
+            "a handler's first argument is the event it handles, e.g. `order: OrderCreated`",
+        ),
+        Some(ty) => match peel(ty) {
+            Type::Reference(_) => {
+                cx.error_spanned_by(ty, "take the event by value: remove the `&`")
+            }
+            inner => {
+                if let Some(name) = last_segment(inner).filter(|n| *n == "Context" || *n == "State")
+                {
+                    cx.error_spanned_by(
+                        ty,
+                        format!(
+                            "the first argument must be the event; `{name}` comes after it, e.g. \
+                             `async fn reserve(order: OrderCreated, ctx: Context)`"
+                        ),
+                    );
+                }
+            }
+        },
+    }
+    for ty in handler.typed_args() {
+        match peel(ty) {
+            Type::ImplTrait(_) => {
+                cx.error_spanned_by(ty, "handler arguments need a named type, not `impl Trait`")
+            }
+            Type::Infer(_) => {
+                cx.error_spanned_by(ty, "handler arguments need a named type, not `_`")
+            }
+            _ => {}
+        }
+    }
+    cx.error_count() == before
+}
+
+/// Records `result`'s error spanned on `tokens`; `true` if it is `Ok`.
+fn check(cx: &Ctxt, tokens: impl quote::ToTokens, result: Result<(), String>) -> bool {
+    result
+        .map_err(|msg| cx.error_spanned_by(tokens, msg))
+        .is_ok()
+}
+
+fn int_in_range(cx: &Ctxt, lit: &LitInt, min: u32, max: u32, msg: &str) -> Option<u32> {
+    match lit.base10_parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Some(n),
+        _ => {
+            cx.error_spanned_by(lit, msg);
+            None
+        }
+    }
+}
+
+/// `crate = path` must be a plain path (no generic arguments).
+fn crate_path(cx: &Ctxt, path: &Path) {
+    if path
+        .segments
+        .iter()
+        .any(|s| !matches!(s.arguments, PathArguments::None))
+    {
+        cx.error_spanned_by(
+            path,
+            "`crate` expects a plain path to the jetflow crate, e.g. `crate = ::jetflow`",
+        );
+    }
+}
+
+fn is_generic(generics: &Generics) -> bool {
+    !generics.params.is_empty() || generics.where_clause.is_some()
+}
+
+/// `<T>` (or the `where` clause when there are no parameters).
+fn generics_tokens(generics: &Generics) -> proc_macro2::TokenStream {
+    if generics.params.is_empty() {
+        let where_clause = &generics.where_clause;
+        quote!(#where_clause)
+    } else {
+        let (lt, params, gt) = (&generics.lt_token, &generics.params, &generics.gt_token);
+        quote!(#lt #params #gt)
+    }
+}
+
+/// Removes parentheses and invisible groups around a type.
+fn peel(ty: &Type) -> &Type {
+    match ty {
+        Type::Paren(t) => peel(&t.elem),
+        Type::Group(t) => peel(&t.elem),
+        other => other,
+    }
+}
+
+fn last_segment(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    match (n, word) {
+        (1, _) => format!("1 {word}"),
+        (_, "retry") => format!("{n} retries"),
+        _ => format!("{n} {word}s"),
+    }
+}

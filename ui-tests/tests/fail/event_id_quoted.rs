@@ -1,0 +1,8 @@
+use jetflow::prelude::*;
+
+#[event(version = "v1", id = "order_id")]
+pub struct OrderCreated {
+    pub order_id: String,
+}
+
+fn main() {}

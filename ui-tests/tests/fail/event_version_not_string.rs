@@ -1,0 +1,8 @@
+use jetflow::prelude::*;
+
+#[event(version = 1)]
+pub struct OrderCreated {
+    pub order_id: String,
+}
+
+fn main() {}
