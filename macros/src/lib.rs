@@ -26,7 +26,7 @@ use proc_macro::TokenStream;
 /// `Deserialize` (through `jetflow`, so no direct serde dependency is needed)
 /// and implements `jetflow::Event`.
 ///
-/// ```ignore
+/// ```
 /// use jetflow::prelude::*;
 ///
 /// /// An order was placed.
@@ -55,7 +55,7 @@ use proc_macro::TokenStream;
 ///
 /// # Equivalent code without the macro
 ///
-/// ```ignore
+/// ```
 /// #[derive(::jetflow::__private::serde::Serialize, ::jetflow::__private::serde::Deserialize)]
 /// #[serde(crate = "::jetflow::__private::serde")]
 /// pub struct OrderCreated {
@@ -88,8 +88,10 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// The function returns `()` or `Result<(), E>` where `E` converts into
 /// `HandlerError` (`HandlerError` itself or any `std::error::Error`).
 ///
-/// ```ignore
+/// ```
 /// use jetflow::prelude::*;
+/// # #[event(version = "v1")]
+/// # pub struct OrderCreated { pub order_id: String }
 ///
 /// #[derive(Clone)]
 /// struct Db;
@@ -122,7 +124,14 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Equivalent code without the macro
 ///
-/// ```ignore
+/// ```
+/// # use std::time::Duration;
+/// # use jetflow::prelude::*;
+/// # use jetflow::handler::{BoxFuture, Extensions, FromContext, HandlerOptions, IntoOutcome, MissingState};
+/// # #[event(version = "v1")]
+/// # pub struct OrderCreated { pub order_id: String }
+/// # #[derive(Clone)]
+/// # struct Db;
 /// #[derive(Debug, Clone, Copy, Default)]
 /// #[allow(non_camel_case_types)]
 /// struct reserve_stock;
