@@ -71,7 +71,8 @@ pub enum TestingError {
 
     /// A filesystem or socket operation needed to prepare the server failed.
     #[error(
-        "could not {action}: {source}; check free disk space and permissions of the temp dir (TMPDIR)"
+        "could not {action}: {source}; check that the temp dir (TMPDIR) is writable \
+         and has free space, and that 127.0.0.1 is usable"
     )]
     Io {
         /// What was being done, e.g. `create the store dir`.

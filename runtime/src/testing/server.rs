@@ -1007,6 +1007,22 @@ mod tests {
     }
 
     #[test]
+    fn futures_and_server_are_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<NatsServer>();
+        assert_send_sync::<TestingError>();
+        assert_send(&NatsServer::start());
+        let mut server: Option<NatsServer> = None;
+        if let Some(server) = server.as_mut() {
+            assert_send(&server.kill());
+            assert_send(&server.restart());
+            assert_send(&server.pause());
+            assert_send(&server.resume());
+        }
+    }
+
+    #[test]
     fn parses_versions() {
         let v = |major, minor, patch| Version {
             major,
