@@ -1,5 +1,7 @@
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -86,7 +88,7 @@ impl ConnectOptions {
         self
     }
 
-    /// Connects; `reconnects` counts every (re)connection after the first.
+    /// Connects; `reconnects` counts every reconnection after the first connection.
     pub(crate) async fn connect(
         &self,
         name: &str,
@@ -111,17 +113,25 @@ impl ConnectOptions {
             o = o.token(t.clone());
         }
         let url = self.url.clone();
+        let first = Arc::new(AtomicBool::new(true));
         o = o.event_callback(move |event| {
             let reconnects = reconnects.clone();
             let url = url.clone();
+            let first = first.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
-                        tracing::info!(%url, "connected to NATS");
-                        if let Some(tx) = &reconnects {
-                            tx.send_modify(|n| *n += 1);
+                        // The initial connection is not a reconnect: nothing to re-issue.
+                        if first.swap(false, Ordering::Relaxed) {
+                            tracing::debug!(%url, "connected to NATS");
+                        } else {
+                            tracing::info!(%url, "reconnected to NATS");
+                            if let Some(tx) = &reconnects {
+                                tx.send_modify(|n| *n += 1);
+                            }
                         }
                     }
+                    async_nats::Event::Closed => tracing::debug!(%url, "NATS connection closed"),
                     async_nats::Event::Disconnected => {
                         tracing::warn!(%url, "disconnected from NATS; reconnecting")
                     }

@@ -128,7 +128,7 @@ impl<'a> Puller<'a> {
                 () = stop.cancelled() => return Ok(()),
                 changed = self.reconnects.changed() => match changed {
                     Ok(()) => {
-                        tracing::info!(handler = self.binding.handler, "reconnected to NATS; re-issuing pull requests");
+                        tracing::info!(handler = self.binding.handler, "re-issuing pull requests after a reconnect");
                         Step::Reset
                     }
                     Err(_) => Step::Continue,

@@ -108,46 +108,51 @@ impl<H: Handler> Shared<H> {
 
     async fn handle(
         &self,
-        msg: Message,
+        mut msg: Message,
         reply: async_nats::Subject,
         d: Delivery,
         event_id: Option<String>,
     ) {
-        let action = match self.decode(&msg) {
-            Err(reason) => Action::DeadLetter { reason },
-            Ok(event) => {
-                let ctx = Context::new(Inner {
-                    handler: self.binding.handler,
-                    event_id,
-                    subject: msg.subject.to_string(),
-                    stream: d.stream.clone(),
-                    consumer: d.consumer.clone(),
-                    stream_sequence: d.stream_sequence,
-                    consumer_sequence: d.consumer_sequence,
-                    delivered: d.delivered,
-                    published: d.published,
-                    headers: msg.headers.clone().unwrap_or_default(),
-                    reply: Some(reply.clone()),
-                    bus: self.bus.clone(),
-                    extensions: self.extensions.clone(),
-                });
-                let Some(result) = self.call(event, ctx, &reply).await else {
-                    // Aborted at the end of the shutdown grace period.
-                    tracing::Span::current().record("outcome", "aborted");
-                    self.signal(&reply, AckKind::Nak(None)).await;
-                    return;
-                };
-                let action = self
-                    .binding
-                    .retry
-                    .decide(d.delivered, result.as_ref().map(|_| ()));
-                if let (Err(error), Action::Nak(delay)) = (&result, &action) {
-                    tracing::warn!(%error, ?delay, "handler failed; retrying after delay");
-                }
-                action
+        let decoded = self.decode(&msg);
+        let headers = msg.headers.take().unwrap_or_default();
+        let event = match decoded {
+            Ok(event) => event,
+            Err(reason) => {
+                let action = Action::DeadLetter { reason };
+                return self.apply(action, &msg, &headers, &reply, &d).await;
             }
         };
-        self.apply(action, &msg, &reply, &d).await;
+        // The headers move into the context; `kept` reads them back for a DLQ copy.
+        let ctx = Context::new(Inner {
+            handler: self.binding.handler,
+            event_id,
+            subject: msg.subject.to_string(),
+            stream: d.stream.clone(),
+            consumer: d.consumer.clone(),
+            stream_sequence: d.stream_sequence,
+            consumer_sequence: d.consumer_sequence,
+            delivered: d.delivered,
+            published: d.published,
+            headers,
+            reply: Some(reply.clone()),
+            bus: self.bus.clone(),
+            extensions: self.extensions.clone(),
+        });
+        let kept = ctx.clone();
+        let Some(result) = self.call(event, ctx, &reply).await else {
+            // Aborted at the end of the shutdown grace period.
+            tracing::Span::current().record("outcome", "aborted");
+            self.signal(&reply, AckKind::Nak(None)).await;
+            return;
+        };
+        let action = self
+            .binding
+            .retry
+            .decide(d.delivered, result.as_ref().map(|_| ()));
+        if let (Err(error), Action::Nak(delay)) = (&result, &action) {
+            tracing::warn!(%error, ?delay, "handler failed; retrying after delay");
+        }
+        self.apply(action, &msg, kept.headers(), &reply, &d).await;
     }
 
     fn decode(&self, msg: &Message) -> Result<H::Event, String> {
@@ -207,6 +212,7 @@ impl<H: Handler> Shared<H> {
         &self,
         action: Action,
         msg: &Message,
+        headers: &async_nats::HeaderMap,
         reply: &async_nats::Subject,
         d: &Delivery,
     ) {
@@ -236,9 +242,7 @@ impl<H: Handler> Shared<H> {
                     delivered: d.delivered,
                     reason: &reason,
                 };
-                match dlq::capture(&self.bus, record, msg.headers.as_ref(), msg.payload.clone())
-                    .await
-                {
+                match dlq::capture(&self.bus, record, Some(headers), msg.payload.clone()).await {
                     Ok(ack) => {
                         span.record("outcome", "dead-lettered");
                         tracing::error!(%reason, dlq_seq = ack.sequence, "dead-lettered message, then terminated it");
