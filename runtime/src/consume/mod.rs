@@ -1,5 +1,6 @@
-//! The consume loop of one handler: pull requests sized to free worker
-//! slots, a fixed pool of workers (no task spawned per message), the
+//! The consume loop of one handler: pull requests sized to free handler
+//! slots, handler calls run concurrently inside the loop's task (no task
+//! spawned per message), the
 //! ack / nak / DLQ+term decision, automatic progress acks, supervision of
 //! heartbeats, reconnects and consumer deletion, and graceful shutdown.
 
@@ -9,7 +10,7 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, Semaphore, mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
@@ -46,52 +47,41 @@ pub(crate) struct Env {
 
 /// Runs the handler until `stop` is cancelled (then drains gracefully) or
 /// the loop cannot continue (returns the error).
+///
+/// Handler calls run as futures inside this one task (at most
+/// `concurrency` at a time): no task is spawned and no message crosses a
+/// channel on its way to the handler. A handler that does heavy CPU work
+/// should move it to `tokio::task::spawn_blocking`.
 pub(crate) async fn run<H: Handler>(
     handler: Arc<H>,
     binding: Arc<Binding>,
     env: Env,
     stop: CancellationToken,
 ) -> Result<(), Error> {
-    let concurrency = binding.concurrency.max(1);
-    let slots = Arc::new(Semaphore::new(concurrency));
-    let (tx, rx) = mpsc::channel(concurrency);
-    let rx = Arc::new(Mutex::new(rx));
-    // `stopping`: do not start new messages; `abort`: grace period over.
-    let stopping = CancellationToken::new();
-    let abort = CancellationToken::new();
     let shared = Arc::new(worker::Shared {
         handler,
         binding: binding.clone(),
         bus: env.bus.clone(),
         extensions: env.extensions.clone(),
-        stopping: stopping.clone(),
-        abort: abort.clone(),
+        abort: CancellationToken::new(),
     });
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        workers.spawn(worker::work(shared.clone(), rx.clone()));
-    }
+    let mut puller = pull::Puller::new(&env, &binding, shared.clone());
+    let result = puller.pull_until(&stop).await;
 
-    let result = pull::Puller::new(&env, &binding, slots, tx)
-        .run(&stop)
-        .await;
-
-    // Graceful drain: the puller has unsubscribed and nak'd what it held;
-    // queued-but-unstarted messages are nak'd by the workers; in-flight
-    // handlers get the grace period.
-    stopping.cancel();
-    let drained = tokio::time::timeout(env.grace, async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
+    // Graceful drain: stop pulling and nak what arrived but was not started;
+    // in-flight handlers get the grace period, then are dropped and nak'd.
+    puller.stop_pulling().await;
+    if tokio::time::timeout(env.grace, puller.finish_in_flight())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             handler = binding.handler,
             grace = ?env.grace,
             "handlers still running after the shutdown grace period; cancelling them and nak'ing their messages"
         );
-        abort.cancel();
-        while workers.join_next().await.is_some() {}
+        shared.abort.cancel();
+        puller.finish_in_flight().await;
     }
     if let Err(e) = env.bus.client().flush().await {
         tracing::warn!(handler = binding.handler, error = %e, "could not flush acks before stopping; unacked messages will be redelivered after ack_wait");

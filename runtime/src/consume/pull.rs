@@ -1,5 +1,5 @@
 //! Pull requests with strict flow control: the messages requested but not
-//! yet received, plus the messages being handled, never exceed the worker
+//! yet received, plus the messages being handled, never exceed the handler
 //! slots, so no message waits in a local buffer while its ack_wait runs.
 
 use std::sync::Arc;
@@ -8,12 +8,15 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 use async_nats::{Message, StatusCode, Subscriber};
 use futures_util::StreamExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::worker::Shared;
 use super::{Binding, Env};
 use crate::error::Error;
+use crate::handler::{BoxFuture, Handler};
 use crate::publish::Bus;
 use crate::topology::{self, TopologyPolicy};
 
@@ -35,21 +38,19 @@ impl Default for PullSettings {
     }
 }
 
-pub(super) type Item = (Message, OwnedSemaphorePermit);
-
-pub(super) struct Puller<'a> {
+pub(super) struct Puller<'a, H> {
     env: &'a Env,
     binding: &'a Binding,
     bus: Bus,
     request_subject: String,
-    slots: Arc<Semaphore>,
-    tx: mpsc::Sender<Item>,
+    shared: Arc<Shared<H>>,
+    /// Handler calls under way (at most `concurrency`).
+    in_flight: FuturesUnordered<BoxFuture<'static, ()>>,
     reconnects: watch::Receiver<u64>,
     /// Inbox and its subscription; replaced on every reset.
     inbox: String,
     sub: Option<Subscriber>,
-    /// Permits reserved for requested-but-undelivered messages.
-    reserved: Option<OwnedSemaphorePermit>,
+    /// Messages requested but not yet received.
     outstanding: usize,
     last_activity: Instant,
     /// Consecutive failed recoveries, for backoff.
@@ -63,13 +64,8 @@ enum Step {
     Fatal(Error),
 }
 
-impl<'a> Puller<'a> {
-    pub(super) fn new(
-        env: &'a Env,
-        binding: &'a Binding,
-        slots: Arc<Semaphore>,
-        tx: mpsc::Sender<Item>,
-    ) -> Self {
+impl<'a, H: Handler> Puller<'a, H> {
+    pub(super) fn new(env: &'a Env, binding: &'a Binding, shared: Arc<Shared<H>>) -> Self {
         let mut reconnects = env.reconnects.clone();
         // Connections made before this loop started need no reset.
         reconnects.borrow_and_update();
@@ -81,12 +77,11 @@ impl<'a> Puller<'a> {
                 "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
                 binding.consumer.stream, binding.consumer.durable
             ),
-            slots,
-            tx,
+            shared,
+            in_flight: FuturesUnordered::new(),
             reconnects,
             inbox: String::new(),
             sub: None,
-            reserved: None,
             outstanding: 0,
             last_activity: Instant::now(),
             failures: 0,
@@ -97,13 +92,14 @@ impl<'a> Puller<'a> {
         (self.binding.concurrency / 4).max(1)
     }
 
-    pub(super) async fn run(mut self, stop: &CancellationToken) -> Result<(), Error> {
-        let result = self.pull_until(stop).await;
-        self.shutdown().await;
-        result
+    /// Slots neither running a handler nor promised to a pull request.
+    fn free(&self) -> usize {
+        self.binding
+            .concurrency
+            .saturating_sub(self.in_flight.len() + self.outstanding)
     }
 
-    async fn pull_until(&mut self, stop: &CancellationToken) -> Result<(), Error> {
+    pub(super) async fn pull_until(&mut self, stop: &CancellationToken) -> Result<(), Error> {
         self.reset().await;
         loop {
             if stop.is_cancelled() {
@@ -115,17 +111,16 @@ impl<'a> Puller<'a> {
                 continue;
             }
             self.request_more().await;
-            let need = if self.outstanding == 0 {
-                1
-            } else {
-                self.threshold()
-            };
             let hb_deadline =
                 self.last_activity + self.env.pull.heartbeat * 2 + Duration::from_secs(1);
-            let slots = self.slots.clone();
             let step = tokio::select! {
                 biased;
                 () = stop.cancelled() => return Ok(()),
+                Some(()) = self.in_flight.next(), if !self.in_flight.is_empty() => Step::Continue,
+                msg = next(&mut self.sub) => match msg {
+                    Some(msg) => self.inbound(msg).await,
+                    None => Step::Reset,
+                },
                 changed = self.reconnects.changed() => match changed {
                     Ok(()) => {
                         tracing::info!(handler = self.binding.handler, "re-issuing pull requests after a reconnect");
@@ -133,14 +128,6 @@ impl<'a> Puller<'a> {
                     }
                     Err(_) => Step::Continue,
                 },
-                msg = next(&mut self.sub) => match msg {
-                    Some(msg) => self.inbound(msg).await,
-                    None => Step::Reset,
-                },
-                permit = slots.acquire_many(need as u32) => {
-                    drop(permit); // wake-up only; `request_more` takes the permits
-                    Step::Continue
-                }
                 () = tokio::time::sleep_until(hb_deadline), if self.outstanding > 0 => {
                     Step::Recover(format!(
                         "no message or heartbeat from the server for {:?}",
@@ -159,13 +146,10 @@ impl<'a> Puller<'a> {
 
     /// Requests as many messages as there are free slots (once enough are free).
     async fn request_more(&mut self) {
-        let free = self.slots.available_permits();
+        let free = self.free();
         if free == 0 || (self.outstanding > 0 && free < self.threshold()) {
             return;
         }
-        let Ok(permit) = self.slots.clone().try_acquire_many_owned(free as u32) else {
-            return;
-        };
         let body = format!(
             r#"{{"batch":{free},"expires":{},"idle_heartbeat":{}}}"#,
             self.env.pull.expires.as_nanos(),
@@ -182,10 +166,6 @@ impl<'a> Puller<'a> {
             .await;
         match sent {
             Ok(()) => {
-                match &mut self.reserved {
-                    Some(r) => r.merge(permit),
-                    None => self.reserved = Some(permit),
-                }
                 if self.outstanding == 0 {
                     self.last_activity = Instant::now();
                 }
@@ -244,47 +224,28 @@ impl<'a> Puller<'a> {
     }
 
     async fn deliver(&mut self, msg: Message) -> Step {
-        let permit = match self.reserved.as_mut().and_then(|r| r.split(1)) {
-            Some(p) => {
-                self.outstanding = self.outstanding.saturating_sub(1);
-                if self.reserved.as_ref().is_some_and(|r| r.num_permits() == 0) {
-                    self.reserved = None;
-                }
-                p
-            }
-            None => match self.slots.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    // More than requested (should not happen): give it back at once.
-                    nak_now(&self.bus, &msg).await;
-                    return Step::Continue;
-                }
-            },
-        };
-        if let Err(mpsc::error::SendError((msg, _))) = self.tx.send((msg, permit)).await {
+        if self.in_flight.len() >= self.binding.concurrency {
+            // More than requested (should not happen): give it back at once.
             nak_now(&self.bus, &msg).await;
+            return Step::Continue;
         }
+        self.outstanding = self.outstanding.saturating_sub(1);
+        let shared = self.shared.clone();
+        self.in_flight
+            .push(Box::pin(async move { shared.process(msg).await }));
         Step::Continue
     }
 
     fn release(&mut self, n: usize) {
-        let n = n.min(self.outstanding);
-        self.outstanding -= n;
-        if let Some(r) = &mut self.reserved {
-            drop(r.split(n));
-            if r.num_permits() == 0 {
-                self.reserved = None;
-            }
-        }
+        self.outstanding -= n.min(self.outstanding);
     }
 
     /// New inbox, no outstanding requests; messages still addressed to the
     /// old inbox are redelivered by the server after ack_wait.
     async fn reset(&mut self) {
         if let Some(old) = self.sub.take() {
-            drain_and_nak(&self.bus, old).await;
+            alongside(&mut self.in_flight, drain_and_nak(&self.bus, old)).await;
         }
-        self.reserved = None;
         self.outstanding = 0;
         self.last_activity = Instant::now();
         self.inbox = self.bus.client().new_inbox();
@@ -302,7 +263,8 @@ impl<'a> Puller<'a> {
         let spec = &self.binding.consumer;
         tracing::warn!(handler = self.binding.handler, consumer = %spec.durable, stream = %spec.stream, "{why}; checking the consumer");
         let js = self.bus.jetstream();
-        match topology::consumer_exists(js, &spec.stream, &spec.durable).await {
+        let exists = topology::consumer_exists(js, &spec.stream, &spec.durable);
+        match alongside(&mut self.in_flight, exists).await {
             Ok(true) => self.failures = 0,
             Ok(false) => {
                 if self.env.policy == TopologyPolicy::BindOnly {
@@ -312,7 +274,8 @@ impl<'a> Puller<'a> {
                     });
                 }
                 tracing::warn!(consumer = %spec.durable, stream = %spec.stream, "durable consumer was deleted; recreating it from the declared config");
-                if let Err(e) = topology::ensure_consumer(js, spec, TopologyPolicy::Update).await {
+                let recreate = topology::ensure_consumer(js, spec, TopologyPolicy::Update);
+                if let Err(e) = alongside(&mut self.in_flight, recreate).await {
                     tracing::error!(consumer = %spec.durable, error = %e, "cannot recreate the consumer");
                     self.failures += 1;
                 } else {
@@ -327,10 +290,13 @@ impl<'a> Puller<'a> {
         if self.failures > 0 {
             let delay = Duration::from_millis(500 * 2u64.pow(self.failures.min(6)))
                 .min(Duration::from_secs(30));
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = tokio::time::sleep(delay) => {}
-            }
+            let pause = async {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(delay) => {}
+                }
+            };
+            alongside(&mut self.in_flight, pause).await;
         }
         self.reset().await;
         Ok(())
@@ -344,12 +310,33 @@ impl<'a> Puller<'a> {
     }
 
     /// Stops pulling: unsubscribes and naks whatever arrived but was not
-    /// handed to a worker.
-    async fn shutdown(&mut self) {
+    /// started.
+    pub(super) async fn stop_pulling(&mut self) {
         if let Some(sub) = self.sub.take() {
             drain_and_nak(&self.bus, sub).await;
         }
-        self.reserved = None;
+        self.outstanding = 0;
+    }
+
+    /// Waits for every running handler call to finish.
+    pub(super) async fn finish_in_flight(&mut self) {
+        while self.in_flight.next().await.is_some() {}
+    }
+}
+
+/// Awaits `fut` while still driving the running handler calls, so that
+/// supervision work (recovery, backoff, drains) never stalls them.
+async fn alongside<T>(
+    in_flight: &mut FuturesUnordered<BoxFuture<'static, ()>>,
+    fut: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut fut => return out,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! One worker slot: decode, call the handler (catching panics, sending
+//! One message: decode, call the handler (catching panics, sending
 //! progress acks), then ack / nak / dead-letter + term.
 
 use std::any::Any;
@@ -9,12 +9,10 @@ use std::time::Duration;
 use async_nats::Message;
 use async_nats::jetstream::AckKind;
 use futures_util::FutureExt;
-use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Binding;
-use super::pull::{Item, nak_now};
 use crate::dlq;
 use crate::event::{Event, version_of};
 use crate::handler::context::Inner;
@@ -27,29 +25,9 @@ pub(super) struct Shared<H> {
     pub(super) binding: Arc<Binding>,
     pub(super) bus: Bus,
     pub(super) extensions: Arc<Extensions>,
-    pub(super) stopping: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: running handlers
+    /// are dropped and their messages nak'd.
     pub(super) abort: CancellationToken,
-}
-
-pub(super) async fn work<H: Handler>(shared: Arc<Shared<H>>, rx: Arc<Mutex<mpsc::Receiver<Item>>>) {
-    loop {
-        let item = {
-            let mut rx = rx.lock().await;
-            tokio::select! {
-                biased;
-                item = rx.recv() => item,
-                () = shared.stopping.cancelled() => rx.try_recv().ok(),
-            }
-        };
-        let Some((msg, permit)) = item else { return };
-        if shared.stopping.is_cancelled() {
-            // Not started before shutdown: hand it back for immediate redelivery.
-            nak_now(&shared.bus, &msg).await;
-        } else {
-            shared.process(msg).await;
-        }
-        drop(permit);
-    }
 }
 
 /// Owned metadata of one delivery, parsed from its `$JS.ACK` reply subject.
@@ -63,7 +41,7 @@ struct Delivery {
 }
 
 impl<H: Handler> Shared<H> {
-    async fn process(&self, msg: Message) {
+    pub(super) async fn process(&self, msg: Message) {
         let Some(reply) = msg.reply.clone() else {
             tracing::warn!(subject = %msg.subject, "message without a reply subject on a pull inbox; ignored");
             return;
