@@ -83,23 +83,33 @@ pub(crate) async fn capture(
     original_headers: Option<&HeaderMap>,
     payload: Bytes,
 ) -> Result<PubAck, PublishError> {
-    let mut h = original_headers.cloned().unwrap_or_default();
-    h.insert(headers::SUBJECT, record.subject);
-    h.insert(headers::STREAM, record.stream);
-    h.insert(headers::SEQUENCE, record.sequence.to_string().as_str());
-    h.insert(headers::DELIVERED, record.delivered.to_string().as_str());
     // header values cannot carry line breaks
     let reason: String = record
         .reason
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    h.insert(headers::ERROR, reason.as_str());
-    h.insert(headers::HANDLER, record.handler);
-    h.insert(headers::GROUP, record.group);
+    let sequence = record.sequence.to_string();
+    let delivered = record.delivered.to_string();
+    let make_headers = || {
+        let mut h = original_headers.cloned().unwrap_or_default();
+        h.insert(headers::SUBJECT, record.subject);
+        h.insert(headers::STREAM, record.stream);
+        h.insert(headers::SEQUENCE, sequence.as_str());
+        h.insert(headers::DELIVERED, delivered.as_str());
+        h.insert(headers::ERROR, reason.as_str());
+        h.insert(headers::HANDLER, record.handler);
+        h.insert(headers::GROUP, record.group);
+        h
+    };
     let id = format!("dlq:{}:{}", record.stream, record.sequence);
-    bus.publish_message(subject(record.group, record.subject), h, payload, &id)
-        .await
+    bus.publish_message(
+        subject(record.group, record.subject).into(),
+        make_headers,
+        payload,
+        &id,
+    )
+    .await
 }
 
 /// Reads every dead letter currently in the DLQ stream, oldest first.

@@ -111,41 +111,54 @@ impl Bus {
             Some(key) => format!("{subject}:{key}"),
             None => uuid::Uuid::now_v7().to_string(),
         };
-        let mut h = HeaderMap::new();
-        h.insert(headers::SPEC_VERSION, "1.0");
-        h.insert(headers::ID, id.as_str());
-        h.insert(headers::TYPE, subject);
-        h.insert(headers::SOURCE, self.inner.source.as_str());
-        if let Ok(now) = time::OffsetDateTime::now_utc().format(&Rfc3339) {
-            h.insert(headers::TIME, now.as_str());
-        }
-        h.insert(headers::CONTENT_TYPE, "application/json");
-        if let Some(c) = correlation {
-            h.insert(headers::CORRELATION_ID, c);
-        }
-        if let Some(c) = causation {
-            h.insert(headers::CAUSATION_ID, c);
-        }
-        self.publish_message(subject.to_owned(), h, payload.into(), &id)
-            .await
+        let time = time::OffsetDateTime::now_utc().format(&Rfc3339).ok();
+        let source = self.inner.source.as_str();
+        // Built per attempt (almost always once) rather than cloned for a retry.
+        let make_headers = || {
+            let mut h = HeaderMap::new();
+            h.insert(headers::SPEC_VERSION, "1.0");
+            h.insert(headers::ID, id.as_str());
+            h.insert(headers::TYPE, subject);
+            h.insert(headers::SOURCE, source);
+            if let Some(t) = &time {
+                h.insert(headers::TIME, t.as_str());
+            }
+            h.insert(headers::CONTENT_TYPE, "application/json");
+            if let Some(c) = correlation {
+                h.insert(headers::CORRELATION_ID, c);
+            }
+            if let Some(c) = causation {
+                h.insert(headers::CAUSATION_ID, c);
+            }
+            h
+        };
+        self.publish_message(
+            async_nats::Subject::from_static(subject),
+            make_headers,
+            payload.into(),
+            &id,
+        )
+        .await
     }
 
-    /// Publishes raw bytes with `headers`, deduplicated on `msg_id`, retrying
-    /// a lost PubAck with the same id.
+    /// Publishes raw bytes with the headers `make_headers` builds (once per
+    /// attempt) plus `Nats-Msg-Id = msg_id`, retrying a lost PubAck with the
+    /// same id.
     pub(crate) async fn publish_message(
         &self,
-        subject: String,
-        mut headers: HeaderMap,
+        subject: async_nats::Subject,
+        make_headers: impl Fn() -> HeaderMap,
         payload: Bytes,
         msg_id: &str,
     ) -> Result<PubAck, PublishError> {
-        headers.insert(headers::NATS_MSG_ID, HeaderValue::from(msg_id));
         let attempts = self.inner.attempts;
         let mut last = None;
         for attempt in 1..=attempts {
+            let mut headers = make_headers();
+            headers.insert(headers::NATS_MSG_ID, HeaderValue::from(msg_id));
             let message = PublishMessage::build()
                 .payload(payload.clone())
-                .headers(headers.clone());
+                .headers(headers);
             let result = match self.inner.js.send_publish(subject.clone(), message).await {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
@@ -160,7 +173,7 @@ impl Bus {
                     });
                 }
                 Err(e) if e.kind() == K::TimedOut || e.kind() == K::BrokenPipe => {
-                    tracing::warn!(subject, attempt, error = %e, "no PubAck yet; retrying with the same event id");
+                    tracing::warn!(%subject, attempt, error = %e, "no PubAck yet; retrying with the same event id");
                     last = Some(e);
                 }
                 Err(e) => {
@@ -169,12 +182,12 @@ impl Bus {
                         K::MaxPayloadExceeded => PublishErrorKind::TooLarge,
                         _ => PublishErrorKind::Rejected,
                     };
-                    return Err(PublishError::new(subject, kind, Some(e.into())));
+                    return Err(PublishError::new(subject.as_str(), kind, Some(e.into())));
                 }
             }
         }
         Err(PublishError::new(
-            subject,
+            subject.as_str(),
             PublishErrorKind::Timeout { attempts },
             last.map(|e| e.into()),
         ))
