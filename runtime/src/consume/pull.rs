@@ -310,10 +310,10 @@ impl<'a, H: Handler> Puller<'a, H> {
     }
 
     /// Stops pulling: unsubscribes and naks whatever arrived but was not
-    /// started.
+    /// started. Running handlers keep being driven meanwhile.
     pub(super) async fn stop_pulling(&mut self) {
         if let Some(sub) = self.sub.take() {
-            drain_and_nak(&self.bus, sub).await;
+            alongside(&mut self.in_flight, drain_and_nak(&self.bus, sub)).await;
         }
         self.outstanding = 0;
     }
