@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jetflow::Context;
+use jetflow::dlq::DeadLetter;
 use jetflow::testing::NatsServer;
+use jetflow::{App, AppHandle, Bus, Context, Handler};
 use tokio::time::Instant;
 
 /// Upper bound of any single wait in a test.
@@ -28,6 +29,28 @@ pub async fn server() -> NatsServer {
         .await
         .expect("nats-server did not start within 30s")
         .expect("nats-server failed to start")
+}
+
+/// Starts an app named `t` on `server` with `ledger` as its state and
+/// `handler` as its one handler.
+pub async fn start<H: Handler>(server: &NatsServer, ledger: &Ledger, handler: H) -> AppHandle {
+    App::new("t")
+        .url(server.url())
+        .state(ledger.clone())
+        .handler(handler)
+        .start()
+        .await
+        .expect("app starts")
+}
+
+/// Waits until the DLQ stream holds at least `n` records, at most [`WAIT`];
+/// returns them, oldest first.
+pub async fn dead_letters(bus: &Bus, n: usize) -> Vec<DeadLetter> {
+    eventually(WAIT, &format!("{n} DLQ record(s)"), || async {
+        let d = jetflow::dlq::list(bus).await.expect("DLQ readable");
+        (d.len() >= n).then_some(d)
+    })
+    .await
 }
 
 /// One handled delivery.

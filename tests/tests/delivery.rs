@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use jetflow::prelude::*;
-use jetflow_tests::{Ledger, WAIT, consumer_info, server};
+use jetflow_tests::{Ledger, WAIT, consumer_info, dead_letters, server, start};
 
 /// A test event keyed by `key`.
 #[event(version = "v1", id = key)]
@@ -32,13 +32,7 @@ async fn always_ok(
 async fn ok_acks_once_and_nothing_is_redelivered() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t")
-        .url(server.url())
-        .state(ledger.clone())
-        .handler(always_ok)
-        .start()
-        .await
-        .unwrap();
+    let app = start(&server, &ledger, always_ok).await;
     for k in ["a", "b", "c"] {
         let ack = app.bus().publish(&ping(k)).await.unwrap();
         assert_eq!(ack.stream, "PING");
@@ -79,13 +73,7 @@ async fn fails_twice(
 async fn retryable_error_naks_with_the_backoff_delay() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t")
-        .url(server.url())
-        .state(ledger.clone())
-        .handler(fails_twice)
-        .start()
-        .await
-        .unwrap();
+    let app = start(&server, &ledger, fails_twice).await;
     app.bus().publish(&ping("r")).await.unwrap();
     ledger
         .wait_until(WAIT, "3 deliveries", |e| e.len() >= 3)
@@ -124,19 +112,9 @@ async fn always_fails(p: Ping, ctx: Context, State(ledger): State<Ledger>) -> an
 async fn max_deliver_attempts_then_one_dlq_record_then_silence() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t")
-        .url(server.url())
-        .state(ledger.clone())
-        .handler(always_fails)
-        .start()
-        .await
-        .unwrap();
+    let app = start(&server, &ledger, always_fails).await;
     let ack = app.bus().publish(&ping("d")).await.unwrap();
-    let dead = jetflow_tests::eventually(WAIT, "a DLQ record", || async {
-        let d = jetflow::dlq::list(app.bus()).await.unwrap();
-        (!d.is_empty()).then_some(d)
-    })
-    .await;
+    let dead = dead_letters(app.bus(), 1).await;
     // Nothing more arrives after the DLQ + term (wait well past the backoff).
     tokio::time::sleep(Duration::from_millis(800)).await;
     let dead_after = jetflow::dlq::list(app.bus()).await.unwrap();
@@ -202,13 +180,7 @@ async fn any_version(
 async fn a_newer_version_is_never_decoded_as_the_current_one() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t")
-        .url(server.url())
-        .state(ledger.clone())
-        .handler(any_version)
-        .start()
-        .await
-        .unwrap();
+    let app = start(&server, &ledger, any_version).await;
     let js = async_nats::jetstream::new(app.bus().client().clone());
     // Same shape, so a careless consumer would decode it as v1.
     js.publish("ping.v2", "{\"key\": \"v2\"}".into())
@@ -217,11 +189,7 @@ async fn a_newer_version_is_never_decoded_as_the_current_one() {
         .await
         .unwrap();
     app.bus().publish(&ping("v1")).await.unwrap();
-    let dead = jetflow_tests::eventually(WAIT, "a DLQ record", || async {
-        let d = jetflow::dlq::list(app.bus()).await.unwrap();
-        (!d.is_empty()).then_some(d)
-    })
-    .await;
+    let dead = dead_letters(app.bus(), 1).await;
     ledger
         .wait_until(WAIT, "v1 handled", |e| !e.is_empty())
         .await;
@@ -248,13 +216,7 @@ async fn a_newer_version_is_never_decoded_as_the_current_one() {
 async fn undecodable_payload_is_dead_lettered_without_retry() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t")
-        .url(server.url())
-        .state(ledger.clone())
-        .handler(never_called)
-        .start()
-        .await
-        .unwrap();
+    let app = start(&server, &ledger, never_called).await;
     let js = async_nats::jetstream::new(app.bus().client().clone());
     js.publish("ping.v1", "{\"key\": 42".into())
         .await
@@ -266,11 +228,7 @@ async fn undecodable_payload_is_dead_lettered_without_retry() {
         .unwrap()
         .await
         .unwrap(); // wrong type
-    let dead = jetflow_tests::eventually(WAIT, "2 DLQ records", || async {
-        let d = jetflow::dlq::list(app.bus()).await.unwrap();
-        (d.len() >= 2).then_some(d)
-    })
-    .await;
+    let dead = dead_letters(app.bus(), 2).await;
     assert!(dead.iter().all(|d| d.delivered == 1), "no retry: {dead:?}");
     assert!(
         dead.iter().all(|d| d.error.contains("cannot be decoded")),
@@ -298,13 +256,7 @@ async fn panics_once(
 async fn panic_is_caught_and_retried_while_others_flow() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t")
-        .url(server.url())
-        .state(ledger.clone())
-        .handler(panics_once)
-        .start()
-        .await
-        .unwrap();
+    let app = start(&server, &ledger, panics_once).await;
     app.bus().publish(&ping("boom")).await.unwrap();
     for i in 0..5 {
         app.bus().publish(&ping(&format!("ok{i}"))).await.unwrap();
@@ -345,13 +297,7 @@ async fn runs_three_ack_waits(
 async fn progress_acks_keep_a_long_handler_to_one_delivery() {
     let server = server().await;
     let ledger = Ledger::default();
-    let app = App::new("t")
-        .url(server.url())
-        .state(ledger.clone())
-        .handler(runs_three_ack_waits)
-        .start()
-        .await
-        .unwrap();
+    let app = start(&server, &ledger, runs_three_ack_waits).await;
     app.bus().publish(&ping("long")).await.unwrap();
     jetflow_tests::eventually(WAIT, "acked", || async {
         let i = consumer_info(&server.url(), "PING", "slow--ping").await;

@@ -1,7 +1,7 @@
 //! Fan-out across groups, competition between replicas, graceful stop and
 //! a broker crash, against a real nats-server.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use jetflow::prelude::*;
@@ -143,6 +143,24 @@ async fn stop_with_work_in_flight_loses_nothing_and_acks_what_was_handled() {
         "in-flight finished and acked, unstarted nak'd: {info:?}"
     );
     assert!(info.delivered.stream_sequence >= before.len() as u64);
+    // The ack floor is exactly below the first event not handled: every
+    // handled one is acked, none of the others is.
+    let handled: BTreeSet<u64> = ledger.entries().iter().map(|e| e.seq).collect();
+    let first_unhandled = (1..=40u64)
+        .find(|s| !handled.contains(s))
+        .expect("stopped mid-run");
+    jetflow_tests::eventually(
+        WAIT,
+        "ack floor below the first unhandled event",
+        || async {
+            let floor = consumer_info(&server.url(), "JOB", "slowpoke--job")
+                .await
+                .ack_floor
+                .stream_sequence;
+            (floor == first_unhandled - 1).then_some(())
+        },
+    )
+    .await;
 
     // A restarted app sees the rest, and none of what was already handled.
     let again = App::new("t")
