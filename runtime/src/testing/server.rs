@@ -556,6 +556,11 @@ impl NatsServer {
     pub async fn pause(&mut self) -> Result<(), TestingError> {
         self.signal("STOP").await?;
         self.paused = true;
+        // `kill` returns once the signal is queued; every thread stops a
+        // moment later. Return only once the server cannot answer any more.
+        if let Some(pid) = self.pid() {
+            wait_stopped(pid).await;
+        }
         Ok(())
     }
 
@@ -722,6 +727,30 @@ impl NatsServer {
     fn log_tail(&self) -> String {
         read_log_tail(&self.log_path, self.log_start)
             .unwrap_or_else(|e| format!("(could not read {}: {e})", self.log_path.display()))
+    }
+}
+
+/// Waits (at most [`SIGNAL_TIMEOUT`]) until every thread of `pid` is in the
+/// stopped state (`T` in `/proc/{pid}/task/*/stat`). Where there is no
+/// `/proc` (not Linux), returns at once.
+async fn wait_stopped(pid: u32) {
+    let all_stopped = || -> Option<bool> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        let mut any = false;
+        for task in tasks {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // `pid (comm) state ...`: the state follows the last `)`.
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            if state != 'T' && state != 't' {
+                return Some(false);
+            }
+            any = true;
+        }
+        Some(any)
+    };
+    let deadline = Instant::now() + SIGNAL_TIMEOUT;
+    while all_stopped() == Some(false) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -1171,7 +1200,10 @@ mod tests {
             // A stopped process cannot answer, however long we wait.
             let answer =
                 tokio::time::timeout(Duration::from_millis(500), js.get_stream("PAUSED")).await;
-            assert!(answer.is_err(), "a paused server must not answer");
+            assert!(
+                answer.is_err(),
+                "a paused server must not answer, got {answer:?}"
+            );
 
             server.resume().await.expect("resume");
             assert!(!server.is_paused());
