@@ -53,6 +53,32 @@ pub async fn dead_letters(bus: &Bus, n: usize) -> Vec<DeadLetter> {
     .await
 }
 
+/// Waits (at most [`WAIT`]) until the durable's ack floor is exactly
+/// `ack_floor`: every message up to it is acked. The server applies acks
+/// asynchronously, so even after a flush the floor can lag for a moment; a
+/// lost ack never settles, and an extra ack overshoots, and both fail.
+///
+/// (Nak'd messages still count in `num_ack_pending` until they are
+/// redelivered, so that count says nothing about a graceful stop.)
+pub async fn wait_ack_floor(url: &str, stream: &str, durable: &str, ack_floor: u64) {
+    let settled = tokio::time::timeout(WAIT, async {
+        loop {
+            let info = consumer_info(url, stream, durable).await;
+            if info.ack_floor.stream_sequence == ack_floor {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if settled.is_err() {
+        let info = consumer_info(url, stream, durable).await;
+        panic!(
+            "timed out after {WAIT:?} waiting for the ack floor of {stream}/{durable} to be {ack_floor}; the server reports {info:?}"
+        );
+    }
+}
+
 /// One handled delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -190,8 +216,9 @@ pub mod sigterm {
     }
 
     /// Takes 300 ms, then prints `handled {key} {stream sequence} {delivery}`
-    /// on stdout, one line per handled delivery.
-    #[handler(group = "sigterm", concurrency = 4)]
+    /// on stdout, one line per handled delivery. The ack wait is far longer
+    /// than any test waits, so only a nak brings a message back in time.
+    #[handler(group = "sigterm", concurrency = 4, ack_wait = "10m")]
     pub async fn slow_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         println!(

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use jetflow::prelude::*;
 use jetflow_tests::sigterm::{Chore, slow_chore};
-use jetflow_tests::{WAIT, consumer_info, eventually, server};
+use jetflow_tests::{WAIT, eventually, server, wait_ack_floor};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -118,15 +118,18 @@ async fn sigterm_with_work_in_flight_finishes_it_naks_the_rest_and_loses_nothing
     assert_eq!(seqs.len(), before.len(), "no message handled twice");
     let first_unhandled = (1..=N).find(|s| !seqs.contains(s)).expect("mid-run");
 
-    // On the server: nothing waits for an ack, every handled message is
-    // acked: the ack floor is exactly below the first unhandled one.
-    eventually(WAIT, "acks of the stopped run on the server", || async {
-        let i = consumer_info(&server.url(), "CHORE", "sigterm--chore").await;
-        (i.num_ack_pending == 0 && i.ack_floor.stream_sequence == first_unhandled - 1).then_some(())
-    })
+    // On the server every handled message is acked and nothing else is:
+    // the ack floor is exactly below the first unhandled one.
+    wait_ack_floor(
+        &server.url(),
+        "CHORE",
+        "sigterm--chore",
+        first_unhandled - 1,
+    )
     .await;
 
-    // A second run handles exactly the rest.
+    // A second run handles exactly the rest: what was not started was nak'd,
+    // so it comes back at once (the ack wait is 10 minutes).
     let second = Service::spawn(&server.url());
     second.wait_handled(N as usize - before.len()).await;
     let after = second.terminate().await;

@@ -347,14 +347,22 @@ async fn drain_and_nak(bus: &Bus, mut sub: Subscriber) {
     if sub.drain().await.is_err() {
         return;
     }
+    let mut naked = 0usize;
     let drained = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some(msg) = sub.next().await {
             if msg.status.is_none() {
                 nak_now(bus, &msg).await;
+                naked += 1;
             }
         }
     })
     .await;
+    if naked > 0 {
+        tracing::info!(
+            messages = naked,
+            "nak'd messages that arrived but were not started, for immediate redelivery"
+        );
+    }
     if drained.is_err() {
         tracing::debug!("pull inbox drain timed out; undelivered messages return after ack_wait");
     }
