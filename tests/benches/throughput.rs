@@ -7,6 +7,9 @@
 //! JETFLOW_BENCH_N=50000 cargo bench -p jetflow-tests --bench throughput
 //! ```
 //!
+//! Under `cargo test` (no `--bench` argument) it is a smoke run with N = 1000
+//! that checks every phase completes; its figures mean nothing.
+//!
 //! Every phase first handles `W` warm-up messages, then measures `N`:
 //! messages/s over wall time and client CPU per message (user + system time
 //! of this process from `/proc/self/stat`; the server is another process, so
@@ -447,7 +450,12 @@ fn bench_size() -> anyhow::Result<u64> {
         }
         return Ok(n);
     }
-    Ok(if std::env::args().any(|a| a == "--quick") {
+    let args: Vec<String> = std::env::args().collect();
+    Ok(if !args.iter().any(|a| a == "--bench") {
+        // `cargo test` runs this target without `--bench`: a smoke run that
+        // checks every phase works, not a measurement.
+        1_000
+    } else if args.iter().any(|a| a == "--quick") {
         10_000
     } else {
         100_000
