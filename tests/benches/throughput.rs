@@ -464,12 +464,7 @@ fn bench_size() -> anyhow::Result<u64> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    jetflow_tests::log_to_stderr("warn");
 
     let n = bench_size()?;
     let warm = (n / 10).clamp(1_000, 10_000);

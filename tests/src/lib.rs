@@ -22,6 +22,17 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Logs to stderr, for the test binaries and the bench (`RUST_LOG` overrides
+/// `default_filter`).
+pub fn log_to_stderr(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// A private nats-server for one test.
 pub async fn server() -> NatsServer {
     init_tracing();

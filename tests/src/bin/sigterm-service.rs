@@ -3,12 +3,7 @@
 
 #[tokio::main]
 async fn main() -> jetflow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("jetflow=info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    jetflow_tests::log_to_stderr("jetflow=info");
     jetflow::App::from_env("sigterm-service")
         .handler(jetflow_tests::sigterm::slow_chore)
         .run()
