@@ -1,7 +1,8 @@
 //! The jetflow shop demo: one event, two consumer groups, a retry and a dead letter.
 //!
 //! ```text
-//! NATS_URL=nats://127.0.0.1:4222 cargo run -p jetflow-examples --example shop [-- --serve]
+//! cargo run --example shop                  # on the embedded broker (memory://shop)
+//! NATS_URL=nats://127.0.0.1:4222 cargo run --example shop [-- --serve]   # on JetStream
 //! ```
 //!
 //! The producer publishes five `OrderCreated` events. Two handlers in two
@@ -17,8 +18,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use jetflow::PubAck;
 use jetflow::prelude::*;
+use jetflow::{ConnectOptions, PubAck};
 
 /// An order was placed. Published as JSON on `order.created.v1` into the
 /// `ORDER` stream. `id = order_id` derives the event id (and so the server's
@@ -162,19 +163,25 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let serve = std::env::args().any(|a| a == "--serve");
-    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    println!("shop demo using NATS at {url}");
+    // NATS_URL=nats://... runs on JetStream; without it, on the embedded
+    // broker (same semantics, in this process, nothing to install).
+    let mut connect = ConnectOptions::from_env();
+    if std::env::var("NATS_URL").map_or(true, |u| u.is_empty()) {
+        connect.url = "memory://shop".into();
+    }
 
     // Starting provisions the streams (ORDER, DLQ) and one durable consumer per group.
     let journal = Journal::default();
     let stock = Stock(Arc::new(Mutex::new(100)));
-    let mut handle = App::from_env("shop")
+    let mut handle = App::new("shop")
+        .connect_options(connect)
         .state(stock.clone())
         .state(journal.clone())
         .handler(reserve_stock)
         .handler(send_confirmation)
         .start()
         .await?;
+    println!("shop demo on {}", handle.bus().transport_name());
 
     // Streams and durable consumers outlive this process, so order ids carry
     // a per-run suffix and only this run's orders are checked.

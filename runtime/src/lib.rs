@@ -9,17 +9,21 @@ pub mod dlq;
 mod error;
 pub mod event;
 pub mod handler;
+pub mod memory;
 pub mod publish;
 mod retry;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topology;
+mod transport;
 
-pub use app::{App, AppHandle, ConnectOptions};
+pub use app::{App, AppHandle, ConnectOptions, WaitError};
 pub use error::{Error, Result};
 pub use event::Event;
 pub use handler::{Context, Handler, HandlerError, State};
 pub use publish::{Bus, PubAck, PublishError};
+pub use telemetry::HandlerStats;
 
 #[cfg(feature = "macros")]
 pub use jetflow_macros::{event, handler};

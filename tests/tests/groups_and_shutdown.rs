@@ -1,7 +1,8 @@
-//! Fan-out across groups, competition between replicas, graceful stop and
-//! a broker crash, against a real nats-server.
+//! Graceful stop with work in flight and a broker crash, against a real
+//! nats-server (group fan-out and competing replicas run on both transports
+//! in `conformance.rs`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jetflow::prelude::*;
@@ -19,95 +20,6 @@ fn job(i: usize) -> Job {
     }
 }
 
-#[handler(group = "billing")]
-async fn billing(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
-    ledger.record(&format!("billing:{}", j.key), &ctx);
-    Ok(())
-}
-
-#[handler(group = "shipping")]
-async fn shipping(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
-    ledger.record(&format!("shipping:{}", j.key), &ctx);
-    Ok(())
-}
-
-#[tokio::test]
-async fn each_group_gets_every_event() {
-    let server = server().await;
-    let ledger = Ledger::default();
-    let app = App::new("t")
-        .url(server.url())
-        .state(ledger.clone())
-        .handler(billing)
-        .handler(shipping)
-        .start()
-        .await
-        .unwrap();
-    for i in 0..50 {
-        app.bus().publish(&job(i)).await.unwrap();
-    }
-    ledger
-        .wait_until(WAIT, "100 handled", |e| e.len() >= 100)
-        .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for i in 0..50 {
-        assert_eq!(ledger.of(&format!("billing:job-{i}")).len(), 1);
-        assert_eq!(ledger.of(&format!("shipping:job-{i}")).len(), 1);
-    }
-    assert_eq!(ledger.entries().len(), 100);
-    app.stop().await.unwrap();
-}
-
-#[handler(group = "workers", concurrency = 4)]
-async fn worker(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
-    ledger.record(&j.key, &ctx);
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    Ok(())
-}
-
-#[tokio::test]
-async fn replicas_of_one_group_split_the_events_and_handle_each_once() {
-    let server = server().await;
-    let ledger = Ledger::default();
-    let a = App::new("t")
-        .url(server.url())
-        .state(ledger.tagged("a"))
-        .handler(worker)
-        .start()
-        .await
-        .unwrap();
-    let b = App::new("t")
-        .url(server.url())
-        .state(ledger.tagged("b"))
-        .handler(worker)
-        .start()
-        .await
-        .unwrap();
-    for i in 0..300 {
-        a.bus().publish(&job(i)).await.unwrap();
-    }
-    ledger
-        .wait_until(WAIT, "300 handled", |e| e.len() >= 300)
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let entries = ledger.entries();
-    assert_eq!(entries.len(), 300, "each event handled exactly once");
-    assert_eq!(ledger.distinct(), 300);
-    let mut per_replica: HashMap<String, usize> = HashMap::new();
-    for e in &entries {
-        *per_replica.entry(e.replica.clone()).or_default() += 1;
-    }
-    assert!(
-        per_replica.get("a").copied().unwrap_or(0) > 0
-            && per_replica.get("b").copied().unwrap_or(0) > 0,
-        "both replicas work: {per_replica:?}"
-    );
-    a.stop().await.unwrap();
-    b.stop().await.unwrap();
-}
-
-/// The ack wait is far longer than the test waits: only a nak at the stop
-/// brings an unstarted message back to the restarted app in time.
 #[handler(group = "slowpoke", concurrency = 4, ack_wait = "10m")]
 async fn slow(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
     tokio::time::sleep(Duration::from_millis(300)).await;

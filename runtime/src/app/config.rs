@@ -7,6 +7,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::error::Error;
+use crate::memory::Broker;
+use crate::transport::AnyTransport;
+use crate::transport::nats::NatsTransport;
 
 /// How to reach NATS. Secrets are never printed: `Debug` redacts them.
 ///
@@ -18,7 +21,9 @@ use crate::error::Error;
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ConnectOptions {
-    /// Server URL(s), comma-separated. `nats://127.0.0.1:4222` by default.
+    /// Server URL(s), comma-separated. `nats://127.0.0.1:4222` by default;
+    /// `memory://` or `memory://{name}` selects the embedded broker
+    /// ([`crate::memory`]).
     pub url: String,
     /// Path of a `.creds` file (JWT + nkey seed).
     pub creds: Option<PathBuf>,
@@ -57,7 +62,7 @@ impl ConnectOptions {
         }
     }
 
-    /// Reads `NATS_URL`, `NATS_CREDS`, `NATS_USER` + `NATS_PASSWORD` and `NATS_TOKEN`.
+    /// Reads `NATS_URL` (`memory://...` selects the embedded broker), `NATS_CREDS`, `NATS_USER` + `NATS_PASSWORD` and `NATS_TOKEN`.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let mut o =
@@ -86,6 +91,17 @@ impl ConnectOptions {
     pub fn creds(mut self, path: impl Into<PathBuf>) -> Self {
         self.creds = Some(path.into());
         self
+    }
+
+    /// Opens the transport the URL names: the embedded broker for
+    /// `memory://...`, else a NATS connection whose reconnections are counted.
+    pub(crate) async fn open(&self, name: &str) -> Result<AnyTransport, Error> {
+        if let Some(broker) = Broker::for_url(&self.url) {
+            return Ok(AnyTransport::Memory(broker.connect()));
+        }
+        let (tx, rx) = watch::channel(0u64);
+        let client = self.connect(name, Some(tx)).await?;
+        Ok(AnyTransport::Nats(NatsTransport::new(client, Some(rx))))
     }
 
     /// Connects; `reconnects` counts every reconnection after the first connection.

@@ -2,14 +2,15 @@
 //! topology and runs every handler's consume loop until stopped.
 
 mod config;
+mod error;
 
 pub use config::ConnectOptions;
+pub use error::WaitError;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +20,9 @@ use crate::event::Event;
 use crate::handler::{Extensions, Handler, HandlerOptions, MissingState};
 use crate::publish::Bus;
 use crate::retry::RetryPolicy;
+use crate::telemetry::{Counters, HandlerStats};
 use crate::topology::{self, ConsumerSpec, StreamSettings, StreamSpec, TopologyPolicy};
+use crate::transport::Transport as _;
 use crate::{dlq, event};
 
 /// A jetflow service: handlers, state and connection settings.
@@ -164,10 +167,10 @@ impl App {
     /// every handler. Returns a handle that stops the app.
     pub async fn start(self) -> Result<AppHandle> {
         self.validate()?;
-        let (reconnect_tx, reconnect_rx) = watch::channel(0u64);
-        let client = self.connect.connect(&self.name, Some(reconnect_tx)).await?;
-        let bus = Bus::new(client, self.name.clone());
-        let js = bus.jetstream().clone();
+        let transport = self.connect.open(&self.name).await?;
+        let bus = Bus::with_transport(transport, self.name.clone());
+        tracing::info!(app = %self.name, transport = %bus.transport_name(), "connected");
+        let transport = bus.transport();
 
         let mut streams: BTreeMap<String, StreamSpec> = BTreeMap::new();
         for h in &self.handlers {
@@ -188,18 +191,20 @@ impl App {
                 .subjects
                 .push(dlq::SUBJECTS.replace('>', "x"));
         }
-        topology::ensure_streams(&js, &streams, &self.streams, self.policy).await?;
+        transport
+            .ensure_streams(&streams, &self.streams, self.policy)
+            .await?;
 
         let env = Env {
             bus: bus.clone(),
             extensions: Arc::new(self.extensions),
-            reconnects: reconnect_rx,
             policy: self.policy,
             grace: self.grace,
             pull: self.pull,
         };
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        let mut stats = BTreeMap::new();
         for h in self.handlers {
             let o = *h.options();
             let group = o.group.unwrap_or(&self.name).to_owned();
@@ -211,7 +216,9 @@ impl App {
                 max_deliver: i64::from(o.max_deliver_or_default()),
                 deliver: o.deliver.unwrap_or_default(),
             };
-            let server = topology::ensure_consumer(&js, &spec, self.policy).await?;
+            let server = transport.ensure_consumer(&spec, self.policy).await?;
+            let counters = Arc::new(Counters::default());
+            stats.insert(o.name, counters.clone());
             let binding = Arc::new(Binding {
                 handler: o.name,
                 group,
@@ -220,11 +227,17 @@ impl App {
                 concurrency: o.concurrency_or_default() as usize,
                 dead_letter: o.dead_letter_or_default(),
                 retry: RetryPolicy::new(&o),
+                stats: counters,
             });
             tracing::info!(handler = o.name, consumer = %binding.consumer.durable, stream = %binding.consumer.stream, subject = %binding.consumer.filter_subject, concurrency = binding.concurrency, "handler started");
             tasks.spawn(h.run(binding, env.clone(), stop.clone()));
         }
-        Ok(AppHandle { bus, stop, tasks })
+        Ok(AppHandle {
+            bus,
+            stop,
+            tasks,
+            stats,
+        })
     }
 
     fn validate(&self) -> Result<()> {
@@ -263,12 +276,74 @@ pub struct AppHandle {
     bus: Bus,
     stop: CancellationToken,
     tasks: JoinSet<Result<()>>,
+    stats: BTreeMap<&'static str, Arc<Counters>>,
 }
 
 impl AppHandle {
     /// The app's publisher (same connection, `ce-source` = the app's name).
     pub fn bus(&self) -> &Bus {
         &self.bus
+    }
+
+    /// Outcome counts of the handler named `handler` (the fn name of a
+    /// `#[handler]`), or `None` if the app has no such handler.
+    pub fn stats(&self, handler: &str) -> Option<HandlerStats> {
+        self.stats.get(handler).map(|c| c.snapshot())
+    }
+
+    /// Waits until the counts of `handler` satisfy `done`, at most
+    /// `timeout`; returns them. Wakes on every outcome, no polling: with a
+    /// paused tokio clock the wait costs no real time.
+    ///
+    /// ```no_run
+    /// # async fn demo(app: jetflow::AppHandle) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// // until `reserve_stock` has acked 10 deliveries, at most 5 s
+    /// let stats = app.wait_stats("reserve_stock", Duration::from_secs(5), |s| s.acked >= 10).await?;
+    /// assert_eq!(stats.dead_lettered, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_stats(
+        &self,
+        handler: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&HandlerStats) -> bool,
+    ) -> Result<HandlerStats, WaitError> {
+        let Some(counters) = self.stats.get(handler) else {
+            return Err(WaitError::UnknownHandler {
+                handler: handler.to_owned(),
+                known: self.stats.keys().map(|k| (*k).to_owned()).collect(),
+            });
+        };
+        let mut changed = counters.subscribe();
+        let wait = async {
+            loop {
+                changed.borrow_and_update();
+                let now = counters.snapshot();
+                if done(&now) {
+                    return now;
+                }
+                if changed.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| WaitError::Timeout {
+                handler: handler.to_owned(),
+                timeout,
+                stats: counters.snapshot(),
+            })
+    }
+
+    /// Stops every consume loop at once, as a crash would: nothing more is
+    /// acked or nak'd, so messages being handled come back after their
+    /// `ack_wait` (to another replica, or to the next run). For fault tests;
+    /// use [`AppHandle::stop`] to stop gracefully.
+    pub fn abort(mut self) {
+        self.tasks.abort_all();
+        self.tasks.detach_all();
     }
 
     /// A token that stops the app when cancelled (e.g. from another task).
@@ -307,7 +382,7 @@ impl AppHandle {
                 first_error = Err(e);
             }
         }
-        if let Err(e) = self.bus.client().flush().await {
+        if let Err(e) = self.bus.transport().flush().await {
             tracing::warn!(error = %e, "could not flush before stopping");
         }
         first_error

@@ -10,14 +10,15 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::handler::{Extensions, Handler};
 use crate::publish::Bus;
 use crate::retry::RetryPolicy;
+use crate::telemetry::Counters;
 use crate::topology::{ConsumerSpec, TopologyPolicy};
+use crate::transport::Transport as _;
 
 pub(crate) use pull::PullSettings;
 
@@ -32,6 +33,7 @@ pub(crate) struct Binding {
     pub(crate) concurrency: usize,
     pub(crate) dead_letter: bool,
     pub(crate) retry: RetryPolicy,
+    pub(crate) stats: Arc<Counters>,
 }
 
 /// What all loops of one app share.
@@ -39,7 +41,6 @@ pub(crate) struct Binding {
 pub(crate) struct Env {
     pub(crate) bus: Bus,
     pub(crate) extensions: Arc<Extensions>,
-    pub(crate) reconnects: watch::Receiver<u64>,
     pub(crate) policy: TopologyPolicy,
     pub(crate) grace: Duration,
     pub(crate) pull: PullSettings,
@@ -83,7 +84,7 @@ pub(crate) async fn run<H: Handler>(
         shared.abort.cancel();
         puller.finish_in_flight().await;
     }
-    if let Err(e) = env.bus.client().flush().await {
+    if let Err(e) = env.bus.transport().flush().await {
         tracing::warn!(handler = binding.handler, error = %e, "could not flush acks before stopping; unacked messages will be redelivered after ack_wait");
     }
     result

@@ -1,12 +1,13 @@
 //! Pull requests with strict flow control: the messages requested but not
 //! yet received, plus the messages being handled, never exceed the handler
 //! slots, so no message waits in a local buffer while its ack_wait runs.
+//!
+//! Transport-neutral: JetStream and the embedded broker both answer pull
+//! requests on an [`Inbox`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::AckKind;
-use async_nats::{Message, StatusCode, Subscriber};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
@@ -17,8 +18,8 @@ use super::worker::Shared;
 use super::{Binding, Env};
 use crate::error::Error;
 use crate::handler::{BoxFuture, Handler};
-use crate::publish::Bus;
-use crate::topology::{self, TopologyPolicy};
+use crate::topology::TopologyPolicy;
+use crate::transport::{AnyTransport, Delivery, Inbound, Inbox, Signal, Transport};
 
 /// Timing of pull requests.
 #[derive(Debug, Clone, Copy)]
@@ -41,15 +42,13 @@ impl Default for PullSettings {
 pub(super) struct Puller<'a, H> {
     env: &'a Env,
     binding: &'a Binding,
-    bus: Bus,
-    request_subject: String,
+    transport: AnyTransport,
     shared: Arc<Shared<H>>,
     /// Handler calls under way (at most `concurrency`).
     in_flight: FuturesUnordered<BoxFuture<'static, ()>>,
     reconnects: watch::Receiver<u64>,
-    /// Inbox and its subscription; replaced on every reset.
-    inbox: String,
-    sub: Option<Subscriber>,
+    /// The pull inbox; replaced on every reset.
+    inbox: Option<Inbox>,
     /// Messages requested but not yet received.
     outstanding: usize,
     last_activity: Instant,
@@ -66,22 +65,17 @@ enum Step {
 
 impl<'a, H: Handler> Puller<'a, H> {
     pub(super) fn new(env: &'a Env, binding: &'a Binding, shared: Arc<Shared<H>>) -> Self {
-        let mut reconnects = env.reconnects.clone();
+        let mut reconnects = env.bus.transport().reconnects();
         // Connections made before this loop started need no reset.
         reconnects.borrow_and_update();
         Puller {
             env,
             binding,
-            bus: env.bus.clone(),
-            request_subject: format!(
-                "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
-                binding.consumer.stream, binding.consumer.durable
-            ),
+            transport: env.bus.transport().clone(),
             shared,
             in_flight: FuturesUnordered::new(),
             reconnects,
-            inbox: String::new(),
-            sub: None,
+            inbox: None,
             outstanding: 0,
             last_activity: Instant::now(),
             failures: 0,
@@ -105,9 +99,8 @@ impl<'a, H: Handler> Puller<'a, H> {
             if stop.is_cancelled() {
                 return Ok(());
             }
-            if self.sub.is_none() {
-                self.recover("the pull inbox subscription is gone", stop)
-                    .await?;
+            if self.inbox.is_none() {
+                self.recover("the pull inbox is gone", stop).await?;
                 continue;
             }
             self.request_more().await;
@@ -117,10 +110,7 @@ impl<'a, H: Handler> Puller<'a, H> {
                 biased;
                 () = stop.cancelled() => return Ok(()),
                 Some(()) = self.in_flight.next(), if !self.in_flight.is_empty() => Step::Continue,
-                msg = next(&mut self.sub) => match msg {
-                    Some(msg) => self.inbound(msg).await,
-                    None => Step::Reset,
-                },
+                inbound = next(&mut self.inbox) => self.inbound(inbound).await,
                 changed = self.reconnects.changed() => match changed {
                     Ok(()) => {
                         tracing::info!(handler = self.binding.handler, "re-issuing pull requests after a reconnect");
@@ -150,21 +140,11 @@ impl<'a, H: Handler> Puller<'a, H> {
         if free == 0 || (self.outstanding > 0 && free < self.threshold()) {
             return;
         }
-        let body = format!(
-            r#"{{"batch":{free},"expires":{},"idle_heartbeat":{}}}"#,
-            self.env.pull.expires.as_nanos(),
-            self.env.pull.heartbeat.as_nanos()
-        );
-        let sent = self
-            .bus
-            .client()
-            .publish_with_reply(
-                self.request_subject.clone(),
-                self.inbox.clone(),
-                body.into(),
-            )
-            .await;
-        match sent {
+        let Some(inbox) = self.inbox.as_mut() else {
+            return;
+        };
+        let pull = self.env.pull;
+        match inbox.request(free, pull.expires, pull.heartbeat).await {
             Ok(()) => {
                 if self.outstanding == 0 {
                     self.last_activity = Instant::now();
@@ -177,62 +157,44 @@ impl<'a, H: Handler> Puller<'a, H> {
         }
     }
 
-    async fn inbound(&mut self, msg: Message) -> Step {
+    async fn inbound(&mut self, inbound: Inbound) -> Step {
         self.last_activity = Instant::now();
-        let Some(status) = msg.status else {
-            return self.deliver(msg).await;
-        };
-        match status {
-            StatusCode::IDLE_HEARTBEAT => Step::Continue,
-            StatusCode::TIMEOUT | StatusCode::NOT_FOUND => {
-                // A request ended; the header says how many of its messages never came.
-                match pending_messages(&msg) {
-                    Some(n) => {
-                        self.release(n);
-                        Step::Continue
-                    }
-                    None => Step::Reset,
-                }
+        match inbound {
+            Inbound::Message(d) => self.deliver(*d).await,
+            Inbound::Heartbeat => Step::Continue,
+            Inbound::RequestEnded(Some(n)) => {
+                self.release(n);
+                Step::Continue
             }
-            StatusCode::REQUEST_TERMINATED => {
-                let why = msg.description.clone().unwrap_or_default();
-                let lower = why.to_ascii_lowercase();
-                if lower.contains("consumer deleted") {
-                    Step::Recover("the server reports the consumer was deleted".into())
-                } else if lower.contains("push based") {
-                    Step::Fatal(Error::Consumer {
-                        consumer: self.consumer_name(),
-                        reason: "it is a push consumer; jetflow needs a pull consumer with this durable name — delete it or change the group".into(),
-                    })
-                } else if let Some(n) = pending_messages(&msg) {
-                    tracing::debug!(handler = self.binding.handler, status = %why, "pull request ended early");
-                    self.release(n);
-                    Step::Continue
-                } else {
-                    tracing::warn!(handler = self.binding.handler, status = %why, "pull request terminated; re-issuing");
-                    Step::Reset
-                }
+            Inbound::RequestEnded(None) => Step::Reset,
+            Inbound::ConsumerDeleted => {
+                Step::Recover("the server reports the consumer was deleted".into())
             }
-            StatusCode::NO_RESPONDERS => Step::Recover(
+            Inbound::PushConsumer => Step::Fatal(Error::Consumer {
+                consumer: self.consumer_name(),
+                reason: "it is a push consumer; jetflow needs a pull consumer with this durable name — delete it or change the group".into(),
+            }),
+            Inbound::NoResponders => Step::Recover(
                 "no responder for pull requests (consumer, stream or JetStream unavailable)".into(),
             ),
-            other => {
-                tracing::warn!(handler = self.binding.handler, status = %other, description = ?msg.description, "unexpected status on the pull inbox; re-issuing pull requests");
+            Inbound::Unexpected(why) => {
+                tracing::warn!(handler = self.binding.handler, %why, "re-issuing pull requests");
                 Step::Reset
             }
+            Inbound::Closed => Step::Reset,
         }
     }
 
-    async fn deliver(&mut self, msg: Message) -> Step {
+    async fn deliver(&mut self, d: Delivery) -> Step {
         if self.in_flight.len() >= self.binding.concurrency {
             // More than requested (should not happen): give it back at once.
-            nak_now(&self.bus, &msg).await;
+            nak_now(&d).await;
             return Step::Continue;
         }
         self.outstanding = self.outstanding.saturating_sub(1);
         let shared = self.shared.clone();
         self.in_flight
-            .push(Box::pin(async move { shared.process(msg).await }));
+            .push(Box::pin(async move { shared.process(d).await }));
         Step::Continue
     }
 
@@ -240,21 +202,32 @@ impl<'a, H: Handler> Puller<'a, H> {
         self.outstanding -= n.min(self.outstanding);
     }
 
-    /// New inbox, no outstanding requests; messages still addressed to the
-    /// old inbox are redelivered by the server after ack_wait.
+    /// New inbox, no outstanding requests; messages on their way to the old
+    /// inbox are nak'd (or redelivered by the server after ack_wait).
     async fn reset(&mut self) {
-        if let Some(old) = self.sub.take() {
-            alongside(&mut self.in_flight, drain_and_nak(&self.bus, old)).await;
-        }
-        self.outstanding = 0;
+        self.close_inbox().await;
         self.last_activity = Instant::now();
-        self.inbox = self.bus.client().new_inbox();
-        match self.bus.client().subscribe(self.inbox.clone()).await {
-            Ok(sub) => self.sub = Some(sub),
+        let open = self.transport.open_inbox(&self.binding.consumer);
+        match alongside(&mut self.in_flight, open).await {
+            Ok(inbox) => self.inbox = Some(inbox),
             Err(e) => {
-                tracing::warn!(handler = self.binding.handler, error = %e, "cannot subscribe to the pull inbox; will retry");
+                tracing::warn!(handler = self.binding.handler, error = %e, "cannot open the pull inbox; will retry");
             }
         }
+    }
+
+    async fn close_inbox(&mut self) {
+        if let Some(old) = self.inbox.take() {
+            let naked = alongside(&mut self.in_flight, old.close()).await;
+            if naked > 0 {
+                tracing::info!(
+                    handler = self.binding.handler,
+                    messages = naked,
+                    "nak'd messages that arrived but were not started, for immediate redelivery"
+                );
+            }
+        }
+        self.outstanding = 0;
     }
 
     /// Something is wrong: find out what, repair what the policy allows,
@@ -262,8 +235,7 @@ impl<'a, H: Handler> Puller<'a, H> {
     async fn recover(&mut self, why: &str, stop: &CancellationToken) -> Result<(), Error> {
         let spec = &self.binding.consumer;
         tracing::warn!(handler = self.binding.handler, consumer = %spec.durable, stream = %spec.stream, "{why}; checking the consumer");
-        let js = self.bus.jetstream();
-        let exists = topology::consumer_exists(js, &spec.stream, &spec.durable);
+        let exists = self.transport.consumer_exists(&spec.stream, &spec.durable);
         match alongside(&mut self.in_flight, exists).await {
             Ok(true) => self.failures = 0,
             Ok(false) => {
@@ -274,7 +246,7 @@ impl<'a, H: Handler> Puller<'a, H> {
                     });
                 }
                 tracing::warn!(consumer = %spec.durable, stream = %spec.stream, "durable consumer was deleted; recreating it from the declared config");
-                let recreate = topology::ensure_consumer(js, spec, TopologyPolicy::Update);
+                let recreate = self.transport.ensure_consumer(spec, TopologyPolicy::Update);
                 if let Err(e) = alongside(&mut self.in_flight, recreate).await {
                     tracing::error!(consumer = %spec.durable, error = %e, "cannot recreate the consumer");
                     self.failures += 1;
@@ -309,13 +281,10 @@ impl<'a, H: Handler> Puller<'a, H> {
         )
     }
 
-    /// Stops pulling: unsubscribes and naks whatever arrived but was not
-    /// started. Running handlers keep being driven meanwhile.
+    /// Stops pulling: ends the waiting requests and naks whatever arrived
+    /// but was not started. Running handlers keep being driven meanwhile.
     pub(super) async fn stop_pulling(&mut self) {
-        if let Some(sub) = self.sub.take() {
-            alongside(&mut self.in_flight, drain_and_nak(&self.bus, sub)).await;
-        }
-        self.outstanding = 0;
+        self.close_inbox().await;
     }
 
     /// Waits for every running handler call to finish.
@@ -340,58 +309,16 @@ async fn alongside<T>(
     }
 }
 
-/// Unsubscribes so the server drops our waiting pull requests, then naks
-/// every message that was already on its way (bounded: a dead connection
-/// cannot hold the drain open).
-async fn drain_and_nak(bus: &Bus, mut sub: Subscriber) {
-    if sub.drain().await.is_err() {
-        return;
-    }
-    let mut naked = 0usize;
-    let drained = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(msg) = sub.next().await {
-            if msg.status.is_none() {
-                nak_now(bus, &msg).await;
-                naked += 1;
-            }
-        }
-    })
-    .await;
-    if naked > 0 {
-        tracing::info!(
-            messages = naked,
-            "nak'd messages that arrived but were not started, for immediate redelivery"
-        );
-    }
-    if drained.is_err() {
-        tracing::debug!("pull inbox drain timed out; undelivered messages return after ack_wait");
-    }
-}
-
-async fn next(sub: &mut Option<Subscriber>) -> Option<Message> {
-    match sub {
-        Some(s) => s.next().await,
+async fn next(inbox: &mut Option<Inbox>) -> Inbound {
+    match inbox {
+        Some(i) => i.next().await,
         None => std::future::pending().await,
     }
 }
 
-fn pending_messages(msg: &Message) -> Option<usize> {
-    msg.headers
-        .as_ref()?
-        .get("Nats-Pending-Messages")?
-        .as_str()
-        .parse()
-        .ok()
-}
-
 /// Naks without delay, for immediate redelivery (to this or another replica).
-pub(super) async fn nak_now(bus: &Bus, msg: &Message) {
-    if let Some(reply) = &msg.reply
-        && let Err(e) = bus
-            .client()
-            .publish(reply.clone(), AckKind::Nak(None).into())
-            .await
-    {
+async fn nak_now(d: &Delivery) {
+    if let Err(e) = d.acker.signal(Signal::Nak(None)).await {
         tracing::warn!(error = %e, "could not nak a message; it will be redelivered after ack_wait");
     }
 }

@@ -6,8 +6,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::Message;
-use async_nats::jetstream::AckKind;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -19,6 +17,8 @@ use crate::handler::context::Inner;
 use crate::handler::{Context, Extensions, Handler, HandlerError};
 use crate::publish::{Bus, headers};
 use crate::retry::Action;
+use crate::telemetry::Outcome;
+use crate::transport::{Acker, Delivery, Signal};
 
 pub(super) struct Shared<H> {
     pub(super) handler: Arc<H>,
@@ -30,42 +30,9 @@ pub(super) struct Shared<H> {
     pub(super) abort: CancellationToken,
 }
 
-/// Owned metadata of one delivery, parsed from its `$JS.ACK` reply subject.
-struct Delivery {
-    stream: String,
-    consumer: String,
-    stream_sequence: u64,
-    consumer_sequence: u64,
-    delivered: u64,
-    published: time::OffsetDateTime,
-}
-
 impl<H: Handler> Shared<H> {
-    pub(super) async fn process(&self, msg: Message) {
-        let Some(reply) = msg.reply.clone() else {
-            tracing::warn!(subject = %msg.subject, "message without a reply subject on a pull inbox; ignored");
-            return;
-        };
-        let js_msg = async_nats::jetstream::Message {
-            message: msg,
-            context: self.bus.jetstream().clone(),
-        };
-        let d = match js_msg.info() {
-            Ok(i) => Delivery {
-                stream: i.stream.to_owned(),
-                consumer: i.consumer.to_owned(),
-                stream_sequence: i.stream_sequence,
-                consumer_sequence: i.consumer_sequence,
-                delivered: u64::try_from(i.delivered).unwrap_or(1),
-                published: i.published,
-            },
-            Err(e) => {
-                tracing::warn!(reply = %reply, error = %e, "cannot parse JetStream metadata; ignoring message");
-                return;
-            }
-        };
-        let msg = js_msg.message;
-        let event_id = msg
+    pub(super) async fn process(&self, d: Delivery) {
+        let event_id = d
             .headers
             .as_ref()
             .and_then(|h| h.get(headers::ID))
@@ -73,69 +40,59 @@ impl<H: Handler> Shared<H> {
         let span = tracing::info_span!(
             "jetflow.handle",
             handler = self.binding.handler,
-            subject = %msg.subject,
-            stream = %d.stream,
-            consumer = %d.consumer,
-            seq = d.stream_sequence,
-            delivered = d.delivered,
+            subject = %d.subject,
+            stream = %d.info.stream,
+            consumer = %d.info.consumer,
+            seq = d.info.stream_sequence,
+            delivered = d.info.delivered,
             event_id = event_id.as_deref().unwrap_or(""),
             outcome = tracing::field::Empty,
         );
-        self.handle(msg, reply, d, event_id).instrument(span).await;
+        self.handle(d, event_id).instrument(span).await;
     }
 
-    async fn handle(
-        &self,
-        mut msg: Message,
-        reply: async_nats::Subject,
-        d: Delivery,
-        event_id: Option<String>,
-    ) {
-        let decoded = self.decode(&msg);
-        let headers = msg.headers.take().unwrap_or_default();
+    async fn handle(&self, mut d: Delivery, event_id: Option<String>) {
+        self.binding.stats.record(Outcome::Received);
+        let decoded = self.decode(&d.subject, &d.payload);
+        let headers = d.headers.take().unwrap_or_default();
         let event = match decoded {
             Ok(event) => event,
             Err(reason) => {
                 let action = Action::DeadLetter { reason };
-                return self.apply(action, &msg, &headers, &reply, &d).await;
+                return self.apply(action, &d, &headers).await;
             }
         };
         // The headers move into the context; `kept` reads them back for a DLQ copy.
         let ctx = Context::new(Inner {
             handler: self.binding.handler,
             event_id,
-            subject: msg.subject.to_string(),
-            stream: d.stream.clone(),
-            consumer: d.consumer.clone(),
-            stream_sequence: d.stream_sequence,
-            consumer_sequence: d.consumer_sequence,
-            delivered: d.delivered,
-            published: d.published,
+            subject: d.subject.clone(),
+            info: d.info.clone(),
             headers,
-            reply: Some(reply.clone()),
+            acker: Some(d.acker.clone()),
             bus: self.bus.clone(),
             extensions: self.extensions.clone(),
         });
         let kept = ctx.clone();
-        let Some(result) = self.call(event, ctx, &reply).await else {
+        let Some(result) = self.call(event, ctx, &d.acker).await else {
             // Aborted at the end of the shutdown grace period.
             tracing::Span::current().record("outcome", "aborted");
-            self.signal(&reply, AckKind::Nak(None)).await;
+            self.signal(&d.acker, Signal::Nak(None)).await;
             return;
         };
         let action = self
             .binding
             .retry
-            .decide(d.delivered, result.as_ref().map(|_| ()));
+            .decide(d.info.delivered, result.as_ref().map(|_| ()));
         if let (Err(error), Action::Nak(delay)) = (&result, &action) {
             tracing::warn!(%error, ?delay, "handler failed; retrying after delay");
         }
-        self.apply(action, &msg, kept.headers(), &reply, &d).await;
+        self.apply(action, &d, kept.headers()).await;
     }
 
-    fn decode(&self, msg: &Message) -> Result<H::Event, String> {
+    fn decode(&self, subject: &str, payload: &[u8]) -> Result<H::Event, String> {
         let expected = <H::Event as Event>::VERSION;
-        if let Some(v) = version_of(&msg.subject)
+        if let Some(v) = version_of(subject)
             && v != expected
         {
             return Err(format!(
@@ -144,7 +101,7 @@ impl<H: Handler> Shared<H> {
                 <H::Event as Event>::SUBJECT
             ));
         }
-        serde_json::from_slice::<H::Event>(&msg.payload).map_err(|e| {
+        serde_json::from_slice::<H::Event>(payload).map_err(|e| {
             format!(
                 "payload cannot be decoded as {}: {e}",
                 <H::Event as Event>::SUBJECT
@@ -158,7 +115,7 @@ impl<H: Handler> Shared<H> {
         &self,
         event: H::Event,
         ctx: Context,
-        reply: &async_nats::Subject,
+        acker: &Acker,
     ) -> Option<Result<(), HandlerError>> {
         let fut = AssertUnwindSafe(self.handler.call(event, ctx)).catch_unwind();
         tokio::pin!(fut);
@@ -172,6 +129,7 @@ impl<H: Handler> Shared<H> {
                         Ok(r) => r,
                         Err(panic) => {
                             let text = panic_text(&*panic);
+                            self.binding.stats.record(Outcome::Panicked);
                             tracing::error!(panic = %text, "handler panicked; treating it as a retryable failure");
                             Err(HandlerError::retry(format!("handler panicked: {text}")))
                         }
@@ -179,67 +137,66 @@ impl<H: Handler> Shared<H> {
                 }
                 _ = ticker.tick() => {
                     tracing::debug!("handler still running; sending in-progress ack");
-                    self.signal(reply, AckKind::Progress).await;
+                    self.signal(acker, Signal::Progress).await;
                 }
                 () = self.abort.cancelled() => return None,
             }
         }
     }
 
-    async fn apply(
-        &self,
-        action: Action,
-        msg: &Message,
-        headers: &async_nats::HeaderMap,
-        reply: &async_nats::Subject,
-        d: &Delivery,
-    ) {
+    async fn apply(&self, action: Action, d: &Delivery, headers: &async_nats::HeaderMap) {
         let span = tracing::Span::current();
+        let acker = &d.acker;
         match action {
             Action::Ack => {
                 span.record("outcome", "ack");
-                self.signal(reply, AckKind::Ack).await;
+                self.binding.stats.record(Outcome::Acked);
+                self.signal(acker, Signal::Ack).await;
             }
             Action::Nak(delay) => {
                 span.record("outcome", "nak");
-                self.signal(reply, AckKind::Nak(Some(delay))).await;
+                self.binding.stats.record(Outcome::Retried);
+                self.signal(acker, Signal::Nak(Some(delay))).await;
             }
             Action::DeadLetter { reason } => {
                 if !self.binding.dead_letter {
                     span.record("outcome", "term");
+                    self.binding.stats.record(Outcome::Terminated);
                     tracing::error!(%reason, "terminating message (dead-lettering is off for this handler)");
-                    self.signal(reply, AckKind::Term).await;
+                    self.signal(acker, Signal::Term).await;
                     return;
                 }
                 let record = dlq::Record {
                     group: &self.binding.group,
                     handler: self.binding.handler,
-                    subject: &msg.subject,
-                    stream: &d.stream,
-                    sequence: d.stream_sequence,
-                    delivered: d.delivered,
+                    subject: &d.subject,
+                    stream: &d.info.stream,
+                    sequence: d.info.stream_sequence,
+                    delivered: d.info.delivered,
                     reason: &reason,
                 };
-                match dlq::capture(&self.bus, record, Some(headers), msg.payload.clone()).await {
+                match dlq::capture(&self.bus, record, Some(headers), d.payload.clone()).await {
                     Ok(ack) => {
                         span.record("outcome", "dead-lettered");
+                        self.binding.stats.record(Outcome::DeadLettered);
                         tracing::error!(%reason, dlq_seq = ack.sequence, "dead-lettered message, then terminated it");
-                        self.signal(reply, AckKind::Term).await;
+                        self.signal(acker, Signal::Term).await;
                     }
                     Err(e) => {
                         span.record("outcome", "dlq-failed");
-                        let delay = self.binding.retry.delay(d.delivered);
+                        self.binding.stats.record(Outcome::Retried);
+                        let delay = self.binding.retry.delay(d.info.delivered);
                         tracing::error!(%reason, error = %e, ?delay, "could not copy the message to the DLQ; leaving it for redelivery instead of terminating it");
-                        self.signal(reply, AckKind::Nak(Some(delay))).await;
+                        self.signal(acker, Signal::Nak(Some(delay))).await;
                     }
                 }
             }
         }
     }
 
-    async fn signal(&self, reply: &async_nats::Subject, kind: AckKind) {
-        if let Err(e) = self.bus.client().publish(reply.clone(), kind.into()).await {
-            tracing::warn!(error = %e, ?kind, "could not send ack signal; the server will redeliver after ack_wait");
+    async fn signal(&self, acker: &Acker, signal: Signal) {
+        if let Err(e) = acker.signal(signal).await {
+            tracing::warn!(error = %e, ?signal, "could not send ack signal; the server will redeliver after ack_wait");
         }
     }
 }

@@ -122,56 +122,29 @@ pub(crate) async fn capture(
 /// # Ok(()) }
 /// ```
 pub async fn list(bus: &Bus) -> Result<Vec<DeadLetter>, crate::Error> {
-    let mut stream = bus
-        .jetstream()
-        .get_stream(STREAM)
-        .await
-        .map_err(|e| crate::Error::topology(format!("cannot open the `{STREAM}` stream"), e))?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| {
-            crate::Error::topology(format!("cannot read the `{STREAM}` stream's info"), e)
-        })?
-        .clone();
-    let mut out = Vec::new();
-    if info.state.messages == 0 {
-        return Ok(out);
-    }
-    for seq in info.state.first_sequence..=info.state.last_sequence {
-        let msg = match stream.get_raw_message(seq).await {
-            Ok(m) => m,
-            Err(e)
-                if e.kind()
-                    == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound =>
-            {
-                continue;
+    use crate::transport::Transport as _;
+    let stored = bus.transport().stream_messages(STREAM).await?;
+    Ok(stored
+        .into_iter()
+        .map(|msg| {
+            let get = |name: &str| {
+                msg.headers
+                    .get(name)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            };
+            DeadLetter {
+                dlq_sequence: msg.sequence,
+                subject: get(headers::SUBJECT),
+                stream: get(headers::STREAM),
+                sequence: get(headers::SEQUENCE).parse().unwrap_or_default(),
+                delivered: get(headers::DELIVERED).parse().unwrap_or_default(),
+                error: get(headers::ERROR),
+                handler: get(headers::HANDLER),
+                group: get(headers::GROUP),
+                payload: msg.payload,
+                headers: msg.headers,
             }
-            Err(e) => {
-                return Err(crate::Error::topology(
-                    format!("cannot read `{STREAM}` message {seq}"),
-                    e,
-                ));
-            }
-        };
-        let get = |name: &str| {
-            msg.headers
-                .get(name)
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default()
-        };
-        out.push(DeadLetter {
-            dlq_sequence: msg.sequence,
-            subject: get(headers::SUBJECT),
-            stream: get(headers::STREAM),
-            sequence: get(headers::SEQUENCE).parse().unwrap_or_default(),
-            delivered: get(headers::DELIVERED).parse().unwrap_or_default(),
-            error: get(headers::ERROR),
-            handler: get(headers::HANDLER),
-            group: get(headers::GROUP),
-            payload: msg.payload.clone(),
-            headers: msg.headers.clone(),
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }

@@ -2,12 +2,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::AckKind;
 use time::OffsetDateTime;
 
 use super::Extensions;
 use crate::event::Event;
 use crate::publish::{Bus, PubAck, PublishError};
+use crate::transport::{Acker, Info, Signal};
 
 /// Metadata of the message being handled, plus the ability to publish
 /// (with correlation) and to signal progress.
@@ -22,14 +22,9 @@ pub(crate) struct Inner {
     pub(crate) handler: &'static str,
     pub(crate) event_id: Option<String>,
     pub(crate) subject: String,
-    pub(crate) stream: String,
-    pub(crate) consumer: String,
-    pub(crate) stream_sequence: u64,
-    pub(crate) consumer_sequence: u64,
-    pub(crate) delivered: u64,
-    pub(crate) published: OffsetDateTime,
+    pub(crate) info: Info,
     pub(crate) headers: HeaderMap,
-    pub(crate) reply: Option<async_nats::Subject>,
+    pub(crate) acker: Option<Acker>,
     pub(crate) bus: Bus,
     pub(crate) extensions: Arc<Extensions>,
 }
@@ -54,27 +49,27 @@ impl Context {
     }
     /// The stream that stores the message.
     pub fn stream(&self) -> &str {
-        &self.inner.stream
+        &self.inner.info.stream
     }
     /// The durable consumer delivering it.
     pub fn consumer(&self) -> &str {
-        &self.inner.consumer
+        &self.inner.info.consumer
     }
     /// Sequence of the message in its stream.
     pub fn stream_sequence(&self) -> u64 {
-        self.inner.stream_sequence
+        self.inner.info.stream_sequence
     }
     /// Sequence of this delivery in the consumer.
     pub fn consumer_sequence(&self) -> u64 {
-        self.inner.consumer_sequence
+        self.inner.info.consumer_sequence
     }
     /// Delivery attempt, starting at 1.
     pub fn delivered(&self) -> u64 {
-        self.inner.delivered
+        self.inner.info.delivered
     }
     /// When the server stored the message.
     pub fn published(&self) -> OffsetDateTime {
-        self.inner.published
+        self.inner.info.published
     }
     /// The message headers.
     pub fn headers(&self) -> &HeaderMap {
@@ -101,12 +96,9 @@ impl Context {
     /// wait timer. jetflow already does this automatically at half the ack
     /// wait; call it yourself only between long steps.
     pub async fn progress(&self) -> Result<(), PublishError> {
-        match &self.inner.reply {
-            Some(reply) => self
-                .inner
-                .bus
-                .client()
-                .publish(reply.clone(), AckKind::Progress.into())
+        match &self.inner.acker {
+            Some(acker) => acker
+                .signal(Signal::Progress)
                 .await
                 .map_err(PublishError::ack),
             None => Ok(()),
@@ -124,10 +116,10 @@ impl fmt::Debug for Context {
             .field("handler", &self.inner.handler)
             .field("event_id", &self.inner.event_id)
             .field("subject", &self.inner.subject)
-            .field("stream", &self.inner.stream)
-            .field("consumer", &self.inner.consumer)
-            .field("stream_sequence", &self.inner.stream_sequence)
-            .field("delivered", &self.inner.delivered)
+            .field("stream", &self.inner.info.stream)
+            .field("consumer", &self.inner.info.consumer)
+            .field("stream_sequence", &self.inner.info.stream_sequence)
+            .field("delivered", &self.inner.info.delivered)
             .finish_non_exhaustive()
     }
 }

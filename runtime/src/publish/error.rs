@@ -46,6 +46,17 @@ pub enum PublishErrorKind {
     /// The event key cannot be used in an event id.
     #[error("the event key cannot be used as an id (it contains control characters)")]
     InvalidKey,
+    /// The subject cannot be published to (empty token, wildcard, white
+    /// space or control character).
+    #[error(
+        "the subject is not a valid publish subject (empty token, `*`, `>`, white space or control character); build it from validated tokens (jetflow::event::validate_subject_token)"
+    )]
+    InvalidSubject,
+    /// A header jetflow owns (`Nats-*`) was given.
+    #[error(
+        "header `{0}` is reserved: jetflow sets the `Nats-*` headers itself (the event id goes in `ce-id`)"
+    )]
+    ReservedHeader(String),
     /// The connection failed while publishing or acknowledging.
     #[error("the connection to the server failed")]
     Connection,

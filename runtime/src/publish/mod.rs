@@ -7,14 +7,15 @@ pub mod headers;
 pub use error::{PublishError, PublishErrorKind};
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::{HeaderMap, HeaderValue};
 use bytes::Bytes;
 use time::format_description::well_known::Rfc3339;
 
-use crate::event::Event;
+use crate::event::{Event, validate_subject_token};
+use crate::memory::Broker;
+use crate::transport::nats::NatsTransport;
+use crate::transport::{AnyTransport, PublishFailure, Transport as _};
 
 /// The server's acknowledgement that it stored an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +30,8 @@ pub struct PubAck {
     pub duplicate: bool,
 }
 
-/// Publishes typed events to JetStream.
+/// Publishes typed events to JetStream (or to the embedded broker, see
+/// [`Bus::on_broker`]).
 ///
 /// Every publish awaits the PubAck; a lost ack is retried with the same
 /// event id, which the server deduplicates inside the stream's
@@ -55,35 +57,62 @@ pub struct Bus {
 
 #[derive(Debug)]
 struct Inner {
-    client: async_nats::Client,
-    js: jetstream::Context,
+    transport: AnyTransport,
     source: String,
     attempts: u32,
 }
 
 impl Bus {
-    /// A bus on an existing connection; `source` names the publishing
+    /// A bus on an existing NATS connection; `source` names the publishing
     /// service (`ce-source`).
     pub fn new(client: async_nats::Client, source: impl Into<String>) -> Bus {
-        let mut js = jetstream::new(client.clone());
-        js.set_timeout(Duration::from_secs(5));
+        Bus::with_transport(
+            AnyTransport::Nats(NatsTransport::new(client, None)),
+            source.into(),
+        )
+    }
+
+    /// A bus on the embedded broker `broker` (see [`crate::memory`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use jetflow::{Bus, memory::Broker};
+    /// let bus = Bus::on_broker(&Broker::named("bus-doc"), "orders");
+    /// assert!(bus.client().is_none());
+    /// assert_eq!(bus.transport_name(), "the embedded broker memory://bus-doc");
+    /// # }
+    /// ```
+    pub fn on_broker(broker: &Broker, source: impl Into<String>) -> Bus {
+        Bus::with_transport(AnyTransport::Memory(broker.connect()), source.into())
+    }
+
+    pub(crate) fn with_transport(transport: AnyTransport, source: String) -> Bus {
         Bus {
             inner: Arc::new(Inner {
-                client,
-                js,
-                source: source.into(),
+                transport,
+                source,
                 attempts: 3,
             }),
         }
     }
 
-    /// The underlying connection.
-    pub fn client(&self) -> &async_nats::Client {
-        &self.inner.client
+    /// The NATS connection, or `None` on the embedded broker.
+    pub fn client(&self) -> Option<&async_nats::Client> {
+        match &self.inner.transport {
+            AnyTransport::Nats(t) => Some(t.client()),
+            AnyTransport::Memory(_) => None,
+        }
     }
 
-    pub(crate) fn jetstream(&self) -> &jetstream::Context {
-        &self.inner.js
+    /// Which transport this bus uses, for logs: `JetStream on nats-server
+    /// 2.15.1 at 127.0.0.1` or `the embedded broker memory://name`.
+    pub fn transport_name(&self) -> String {
+        self.inner.transport.describe()
+    }
+
+    pub(crate) fn transport(&self) -> &AnyTransport {
+        &self.inner.transport
     }
 
     /// Publishes `event` on [`Event::SUBJECT`] and returns the PubAck.
@@ -141,6 +170,58 @@ impl Bus {
         .await
     }
 
+    /// Publishes raw bytes on `subject`, as a foreign producer would: the
+    /// headers are kept as given, the event id is their `ce-id` (or a fresh
+    /// UUIDv7) and becomes `Nats-Msg-Id`. Awaits the PubAck like
+    /// [`Bus::publish`].
+    ///
+    /// Rejected before sending: a subject that is empty or has an empty
+    /// token, a wildcard, white space or control characters, and any
+    /// `Nats-*` header (jetflow owns those).
+    ///
+    /// ```no_run
+    /// # async fn demo(bus: jetflow::Bus) -> Result<(), jetflow::PublishError> {
+    /// use jetflow::__private::async_nats::HeaderMap;
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("ce-id", "legacy-42");
+    /// bus.publish_raw("order.created.v1", headers, r#"{"order_id":"42"}"#.into()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_raw(
+        &self,
+        subject: &str,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<PubAck, PublishError> {
+        if subject
+            .split('.')
+            .any(|t| validate_subject_token(t).is_err())
+        {
+            return Err(PublishError::new(
+                subject,
+                PublishErrorKind::InvalidSubject,
+                None,
+            ));
+        }
+        if let Some((name, _)) = headers.iter().find(|(name, _)| {
+            AsRef::<str>::as_ref(*name)
+                .to_ascii_lowercase()
+                .starts_with("nats-")
+        }) {
+            return Err(PublishError::new(
+                subject,
+                PublishErrorKind::ReservedHeader(name.to_string()),
+                None,
+            ));
+        }
+        let id = headers
+            .get(headers::ID)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        self.publish_message(subject.to_owned().into(), || headers.clone(), payload, &id)
+            .await
+    }
+
     /// Publishes raw bytes with the headers `make_headers` builds (once per
     /// attempt) plus `Nats-Msg-Id = msg_id`, retrying a lost PubAck with the
     /// same id.
@@ -156,40 +237,26 @@ impl Bus {
         for attempt in 1..=attempts {
             let mut headers = make_headers();
             headers.insert(headers::NATS_MSG_ID, HeaderValue::from(msg_id));
-            let message = PublishMessage::build()
-                .payload(payload.clone())
-                .headers(headers);
-            let result = match self.inner.js.send_publish(subject.clone(), message).await {
-                Ok(ack) => ack.await,
-                Err(e) => Err(e),
-            };
-            use jetstream::context::PublishErrorKind as K;
-            match result {
-                Ok(ack) => {
-                    return Ok(PubAck {
-                        stream: ack.stream,
-                        sequence: ack.sequence,
-                        duplicate: ack.duplicate,
-                    });
-                }
-                Err(e) if e.kind() == K::TimedOut || e.kind() == K::BrokenPipe => {
+            let sent = self
+                .inner
+                .transport
+                .publish(subject.clone(), headers, payload.clone())
+                .await;
+            match sent {
+                Ok(ack) => return Ok(ack),
+                Err(PublishFailure::Lost(e)) => {
                     tracing::warn!(%subject, attempt, error = %e, "no PubAck yet; retrying with the same event id");
                     last = Some(e);
                 }
-                Err(e) => {
-                    let kind = match e.kind() {
-                        K::StreamNotFound => PublishErrorKind::NoStream,
-                        K::MaxPayloadExceeded => PublishErrorKind::TooLarge,
-                        _ => PublishErrorKind::Rejected,
-                    };
-                    return Err(PublishError::new(subject.as_str(), kind, Some(e.into())));
+                Err(PublishFailure::Failed(kind, e)) => {
+                    return Err(PublishError::new(subject.as_str(), kind, Some(e)));
                 }
             }
         }
         Err(PublishError::new(
             subject.as_str(),
             PublishErrorKind::Timeout { attempts },
-            last.map(|e| e.into()),
+            last,
         ))
     }
 }

@@ -1,4 +1,50 @@
-//! Test support: real `nats-server -js` processes (feature `testing`).
+//! Test support (feature `testing`): real `nats-server -js` processes, and
+//! private embedded brokers.
+//!
+//! # Both transports
+//!
+//! A test can run on the embedded broker ([`crate::memory`]) with
+//! [`memory_url`], a `memory://` URL no other test uses, and on a real
+//! server with [`NatsServer`]. The test-side calls are the same on both:
+//! publish with [`Bus::publish`](crate::Bus::publish) or
+//! [`Bus::publish_raw`](crate::Bus::publish_raw); wait until a handler has
+//! seen N events with [`AppHandle::wait_stats`](crate::AppHandle::wait_stats);
+//! read the DLQ with [`dlq::list`](crate::dlq::list); inspect pending and ack
+//! counts with [`topology::consumer_state`](crate::topology::consumer_state);
+//! crash an app with [`AppHandle::abort`](crate::AppHandle::abort).
+//!
+//! ```
+//! use std::time::Duration;
+//! use jetflow::prelude::*;
+//!
+//! #[event(version = "v1")]
+//! pub struct Signup { pub email: String }
+//!
+//! #[handler(group = "mailer")]
+//! async fn welcome(s: Signup) -> Result<(), HandlerError> {
+//!     if s.email.is_empty() { return Err(HandlerError::reject("no address")); }
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = App::new("test")
+//!     .url(jetflow::testing::memory_url("welcome"))
+//!     .handler(welcome)
+//!     .start()
+//!     .await?;
+//! app.bus().publish(&Signup { email: "a@example.com".into() }).await?;
+//! app.bus().publish(&Signup { email: String::new() }).await?;
+//! let stats = app.wait_stats("welcome", Duration::from_secs(5), |s| s.settled() == 2).await?;
+//! assert_eq!((stats.acked, stats.dead_lettered), (1, 1));
+//! assert_eq!(jetflow::dlq::list(app.bus()).await?[0].error, "rejected: no address");
+//! let state = jetflow::topology::consumer_state(app.bus(), "SIGNUP", "mailer--signup").await?;
+//! assert_eq!((state.ack_floor, state.num_ack_pending), (2, 0));
+//! app.stop().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # A real server
 //!
 //! [`NatsServer`] starts a private JetStream server on a random loopback port
 //! with its own store dir, and can kill, restart (same port, same store),
@@ -32,3 +78,24 @@ mod server;
 
 pub use error::TestingError;
 pub use server::{NatsServer, NatsServerBuilder};
+
+/// A `memory://` URL that names a broker no other call in this process
+/// returns: `memory://{prefix}-{pid}-{n}`. Give each test its own (an
+/// embedded broker lives on the tokio clock of the test that uses it).
+///
+/// ```
+/// let a = jetflow::testing::memory_url("orders");
+/// let b = jetflow::testing::memory_url("orders");
+/// assert!(a.starts_with("memory://orders-"));
+/// assert_ne!(a, b);
+/// ```
+pub fn memory_url(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{}{prefix}-{}-{n}",
+        crate::memory::SCHEME,
+        std::process::id()
+    )
+}

@@ -3,14 +3,11 @@
 //! reported field by field and, by [`TopologyPolicy`], updated or refused —
 //! never silently ignored.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, pull};
-use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::stream::{self, StorageType};
-use async_nats::jetstream::{self, ErrorCode};
 
 use crate::error::Error;
 use crate::event::subject_matches;
@@ -70,32 +67,40 @@ pub(crate) struct ConsumerSpec {
     pub(crate) deliver: DeliverPolicy,
 }
 
+impl ConsumerSpec {
+    /// `consumer `x` on stream `Y``, for messages.
+    pub(crate) fn describe(&self) -> String {
+        format!("consumer `{}` on stream `{}`", self.durable, self.stream)
+    }
+}
+
 /// Durable name of a group's consumer of an event: `{group}--{name with '.' -> '_'}`.
 /// The version is excluded so moving a handler from v1 to v2 keeps its position.
 pub fn durable_name(group: &str, event_name: &str) -> String {
     format!("{group}--{}", event_name.replace('.', "_"))
 }
 
-/// Ensures every stream in `streams` exists and stores its subjects.
-pub(crate) async fn ensure_streams(
-    js: &jetstream::Context,
-    streams: &BTreeMap<String, StreamSpec>,
-    settings: &StreamSettings,
-    policy: TopologyPolicy,
-) -> Result<(), Error> {
-    for (name, spec) in streams {
-        ensure_stream(js, name, spec, settings, policy).await?;
-    }
-    Ok(())
+/// What provisioning does with one stream.
+#[derive(Debug)]
+pub(crate) enum StreamPlan {
+    /// It exists and stores every declared subject.
+    Keep,
+    /// Create it with this config.
+    Create(stream::Config),
+    /// Update it to this config (subjects added).
+    Update(stream::Config),
 }
 
-async fn ensure_stream(
-    js: &jetstream::Context,
+/// Decides, by `policy`, what to do with stream `name` given the server's
+/// config (`None`: it does not exist). Logs what it decides; an error when
+/// the policy forbids the change. Both transports execute the plan.
+pub(crate) fn plan_stream(
     name: &str,
     spec: &StreamSpec,
     settings: &StreamSettings,
     policy: TopologyPolicy,
-) -> Result<(), Error> {
+    existing: Option<&stream::Config>,
+) -> Result<StreamPlan, Error> {
     let wanted: Vec<String> = {
         let mut w: Vec<String> = spec
             .subjects
@@ -106,79 +111,126 @@ async fn ensure_stream(
         w.dedup();
         w
     };
-    match js.get_stream(name).await {
-        Ok(mut stream) => {
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| Error::topology(format!("cannot read stream `{name}`"), e))?;
-            let mut config = info.config.clone();
-            let missing: Vec<&String> = spec
+    let Some(existing) = existing else {
+        if policy == TopologyPolicy::BindOnly {
+            return Err(Error::Config(format!(
+                "stream `{name}` does not exist and the app is bind-only; create it (subjects {wanted:?}) \
+                 or start with TopologyPolicy::Update"
+            )));
+        }
+        return Ok(StreamPlan::Create(stream::Config {
+            name: name.to_owned(),
+            subjects: wanted,
+            storage: if settings.memory_storage {
+                StorageType::Memory
+            } else {
+                StorageType::File
+            },
+            num_replicas: settings.replicas,
+            duplicate_window: settings.duplicate_window,
+            ..Default::default()
+        }));
+    };
+    let missing: Vec<&String> = spec
+        .subjects
+        .iter()
+        .filter(|s| {
+            !existing
                 .subjects
                 .iter()
-                .filter(|s| !config.subjects.iter().any(|have| subject_matches(have, s)))
-                .collect();
-            if missing.is_empty() {
-                return Ok(());
-            }
-            let diff = format!(
-                "  subjects: server={:?} declared events need {:?}",
-                config.subjects, missing
-            );
-            match policy {
-                TopologyPolicy::Update => {
-                    tracing::warn!(stream = name, %diff, "stream does not store every declared subject; adding them");
-                    for w in wanted {
-                        if !config.subjects.contains(&w) {
-                            config.subjects.push(w);
-                        }
-                    }
-                    js.update_stream(config).await.map_err(|e| {
-                        Error::topology(format!("cannot add subjects to stream `{name}`"), e)
-                    })?;
-                    Ok(())
+                .any(|have| subject_matches(have, s))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(StreamPlan::Keep);
+    }
+    let diff = format!(
+        "  subjects: server={:?} declared events need {:?}",
+        existing.subjects, missing
+    );
+    match policy {
+        TopologyPolicy::Update => {
+            tracing::warn!(stream = name, %diff, "stream does not store every declared subject; adding them");
+            let mut config = existing.clone();
+            for w in wanted {
+                if !config.subjects.contains(&w) {
+                    config.subjects.push(w);
                 }
-                TopologyPolicy::Refuse | TopologyPolicy::BindOnly => Err(Error::Drift {
-                    what: format!("stream `{name}`"),
-                    diff,
-                    hint: "add the subjects to the stream, or start with TopologyPolicy::Update",
-                }),
             }
+            Ok(StreamPlan::Update(config))
         }
-        Err(e) if is_stream_not_found(&e) => {
-            if policy == TopologyPolicy::BindOnly {
-                return Err(Error::Config(format!(
-                    "stream `{name}` does not exist and the app is bind-only; create it (subjects {wanted:?}) \
-                     or start with TopologyPolicy::Update"
-                )));
-            }
-            let config = stream::Config {
-                name: name.to_owned(),
-                subjects: wanted,
-                storage: if settings.memory_storage {
-                    StorageType::Memory
-                } else {
-                    StorageType::File
-                },
-                num_replicas: settings.replicas,
-                duplicate_window: settings.duplicate_window,
-                ..Default::default()
-            };
-            js.create_stream(config).await.map_err(|e| {
-                Error::topology(format!("cannot create stream `{name}` (does the user have $JS.API.STREAM.CREATE rights?)"), e)
-            })?;
-            tracing::info!(stream = name, "created stream");
-            Ok(())
-        }
-        Err(e) => Err(Error::topology(
-            format!("cannot look up stream `{name}`"),
-            e,
-        )),
+        TopologyPolicy::Refuse | TopologyPolicy::BindOnly => Err(Error::Drift {
+            what: format!("stream `{name}`"),
+            diff,
+            hint: "add the subjects to the stream, or start with TopologyPolicy::Update",
+        }),
     }
 }
 
-fn is_stream_not_found(e: &async_nats::jetstream::context::GetStreamError) -> bool {
-    matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+/// What provisioning does with one durable consumer.
+#[derive(Debug)]
+pub(crate) enum ConsumerPlan {
+    /// Use it as it is on the server (possibly differing, under bind-only).
+    Keep(consumer::Config),
+    /// Create it.
+    Create(pull::Config),
+    /// Update it; `diff` says what changes.
+    Update { config: pull::Config, diff: String },
+}
+
+/// Decides, by `policy`, what to do with the declared consumer given the
+/// server's config (`None`: it does not exist).
+pub(crate) fn plan_consumer(
+    spec: &ConsumerSpec,
+    policy: TopologyPolicy,
+    existing: Option<&consumer::Config>,
+) -> Result<ConsumerPlan, Error> {
+    let declared = declared_config(spec);
+    let Some(existing) = existing else {
+        if policy == TopologyPolicy::BindOnly {
+            return Err(Error::Config(format!(
+                "{} does not exist and the app is bind-only; create it or start with TopologyPolicy::Update",
+                spec.describe()
+            )));
+        }
+        return Ok(ConsumerPlan::Create(declared));
+    };
+    let diff = consumer_diff(existing, &declared);
+    if diff.is_empty() {
+        return Ok(ConsumerPlan::Keep(existing.clone()));
+    }
+    match policy {
+        TopologyPolicy::Update => {
+            tracing::warn!(consumer = %spec.durable, stream = %spec.stream, "consumer config differs from the code; updating:\n{diff}");
+            Ok(ConsumerPlan::Update {
+                config: declared,
+                diff,
+            })
+        }
+        TopologyPolicy::Refuse => Err(Error::Drift {
+            what: spec.describe(),
+            diff,
+            hint: "align the code with the server, or start with TopologyPolicy::Update",
+        }),
+        TopologyPolicy::BindOnly => {
+            tracing::warn!(consumer = %spec.durable, stream = %spec.stream, "bind-only: consumer config differs from the code (not changed):\n{diff}");
+            Ok(ConsumerPlan::Keep(existing.clone()))
+        }
+    }
+}
+
+/// The error when the broker refuses a consumer update.
+pub(crate) fn update_refused(
+    spec: &ConsumerSpec,
+    diff: &str,
+    refusal: impl std::fmt::Display,
+) -> Error {
+    Error::Drift {
+        what: spec.describe(),
+        diff: format!("{diff}\n  (the server refused the update: {refusal})"),
+        hint: "some fields (e.g. deliver_policy) cannot change on an existing consumer; \
+               delete the consumer to recreate it, or restore the old value in the code",
+    }
 }
 
 fn declared_config(spec: &ConsumerSpec) -> pull::Config {
@@ -233,88 +285,39 @@ fn consumer_diff(server: &consumer::Config, declared: &pull::Config) -> String {
     out.trim_end().to_owned()
 }
 
-/// Ensures the durable consumer exists as declared; returns the
-/// server-effective config (whose `ack_wait` drives automatic progress acks).
-pub(crate) async fn ensure_consumer(
-    js: &jetstream::Context,
-    spec: &ConsumerSpec,
-    policy: TopologyPolicy,
-) -> Result<consumer::Config, Error> {
-    let what = format!("consumer `{}` on stream `{}`", spec.durable, spec.stream);
-    let stream = js
-        .get_stream_no_info(&spec.stream)
-        .await
-        .map_err(|e| Error::topology(format!("cannot open stream `{}`", spec.stream), e))?;
-    let declared = declared_config(spec);
-    match stream.consumer_info(&spec.durable).await {
-        Ok(info) => {
-            let diff = consumer_diff(&info.config, &declared);
-            if diff.is_empty() {
-                return Ok(info.config);
-            }
-            match policy {
-                TopologyPolicy::Update => {
-                    tracing::warn!(consumer = %spec.durable, stream = %spec.stream, "consumer config differs from the code; updating:\n{diff}");
-                    let updated: pull::Config = declared;
-                    // without the server_2_10 API, creating an existing durable updates it
-                    stream.create_consumer(updated).await.map_err(|e| Error::Drift {
-                        what: what.clone(),
-                        diff: format!("{diff}\n  (the server refused the update: {e})"),
-                        hint: "some fields (e.g. deliver_policy) cannot change on an existing consumer; \
-                               delete the consumer to recreate it, or restore the old value in the code",
-                    })?;
-                    let info = stream.consumer_info(&spec.durable).await.map_err(|e| {
-                        Error::topology(format!("cannot read {what} after updating it"), e)
-                    })?;
-                    Ok(info.config)
-                }
-                TopologyPolicy::Refuse => Err(Error::Drift {
-                    what,
-                    diff,
-                    hint: "align the code with the server, or start with TopologyPolicy::Update",
-                }),
-                TopologyPolicy::BindOnly => {
-                    tracing::warn!(consumer = %spec.durable, stream = %spec.stream, "bind-only: consumer config differs from the code (not changed):\n{diff}");
-                    Ok(info.config)
-                }
-            }
-        }
-        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
-            if policy == TopologyPolicy::BindOnly {
-                return Err(Error::Config(format!(
-                    "{what} does not exist and the app is bind-only; create it or start with TopologyPolicy::Update"
-                )));
-            }
-            let consumer = stream.create_consumer(declared).await.map_err(|e| {
-                Error::topology(
-                    format!("cannot create {what} (does the user have $JS.API.CONSUMER.DURABLE.CREATE rights?)"),
-                    e,
-                )
-            })?;
-            tracing::info!(consumer = %spec.durable, stream = %spec.stream, "created durable consumer");
-            Ok(consumer.cached_info().config.clone())
-        }
-        Err(e) => Err(Error::topology(format!("cannot read {what}"), e)),
-    }
+/// Counts of a durable consumer, as the broker reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ConsumerState {
+    /// Messages matching the filter not yet delivered to it.
+    pub num_pending: u64,
+    /// Messages delivered and not yet acked or terminated (nak'd ones count
+    /// until they are redelivered).
+    pub num_ack_pending: u64,
+    /// Messages delivered more than once that are still unacknowledged.
+    pub num_redelivered: u64,
+    /// Pull requests waiting.
+    pub num_waiting: u64,
+    /// Stream sequence up to which every message is acked or terminated.
+    pub ack_floor: u64,
+    /// Stream sequence of the last message delivered.
+    pub delivered: u64,
 }
 
-/// Whether the consumer still exists: `Ok(true)`, `Ok(false)` (consumer gone),
-/// or the error (stream gone, server unreachable...).
-pub(crate) async fn consumer_exists(
-    js: &jetstream::Context,
+/// Reads the counts of the durable consumer `durable` on `stream`, on
+/// either transport: pending, ack pending, redelivered, ack floor.
+///
+/// ```
+/// # async fn demo(bus: jetflow::Bus) -> Result<(), jetflow::Error> {
+/// let state = jetflow::topology::consumer_state(&bus, "ORDER", "inventory--order_created").await?;
+/// println!("{} waiting for an ack, everything up to #{} done", state.num_ack_pending, state.ack_floor);
+/// # Ok(()) }
+/// ```
+pub async fn consumer_state(
+    bus: &crate::Bus,
     stream: &str,
     durable: &str,
-) -> Result<bool, String> {
-    let s = js
-        .get_stream_no_info(stream)
-        .await
-        .map_err(|e| e.to_string())?;
-    match s.consumer_info(durable).await {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Ok(false),
-        Err(e) if e.kind() == ConsumerInfoErrorKind::StreamNotFound => Err(format!(
-            "stream `{stream}` does not exist (was it deleted?)"
-        )),
-        Err(e) => Err(e.to_string()),
-    }
+) -> Result<ConsumerState, Error> {
+    use crate::transport::Transport as _;
+    bus.transport().consumer_state(stream, durable).await
 }

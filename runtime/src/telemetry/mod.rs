@@ -1,0 +1,82 @@
+//! Per-handler outcome counters: what each handler received and how each
+//! delivery ended. Read them with [`AppHandle::stats`](crate::AppHandle::stats);
+//! tests wait on them with [`AppHandle::wait_stats`](crate::AppHandle::wait_stats).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
+
+/// Counts of one handler since its app started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerStats {
+    /// Deliveries received (redeliveries included).
+    pub received: u64,
+    /// Deliveries acked (the handler returned `Ok`).
+    pub acked: u64,
+    /// Deliveries nak'd with a delay for a retry.
+    pub retried: u64,
+    /// Deliveries copied to the DLQ, then terminated.
+    pub dead_lettered: u64,
+    /// Deliveries terminated without a DLQ copy (dead-lettering off).
+    pub terminated: u64,
+    /// Handler calls that panicked (each also counted as retried or dead-lettered).
+    pub panicked: u64,
+}
+
+impl HandlerStats {
+    /// Deliveries that ended for good: acked, dead-lettered or terminated.
+    pub fn settled(&self) -> u64 {
+        self.acked + self.dead_lettered + self.terminated
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome {
+    Received,
+    Acked,
+    Retried,
+    DeadLettered,
+    Terminated,
+    Panicked,
+}
+
+/// The live counters of one handler.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    counts: [AtomicU64; 6],
+    /// Bumped on every record, so that waiters wake without polling.
+    changed: watch::Sender<()>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            counts: Default::default(),
+            changed: watch::channel(()).0,
+        }
+    }
+}
+
+impl Counters {
+    pub(crate) fn record(&self, outcome: Outcome) {
+        self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        self.changed.send_replace(());
+    }
+
+    pub(crate) fn snapshot(&self) -> HandlerStats {
+        let get = |o: Outcome| self.counts[o as usize].load(Ordering::Relaxed);
+        HandlerStats {
+            received: get(Outcome::Received),
+            acked: get(Outcome::Acked),
+            retried: get(Outcome::Retried),
+            dead_lettered: get(Outcome::DeadLettered),
+            terminated: get(Outcome::Terminated),
+            panicked: get(Outcome::Panicked),
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+}
