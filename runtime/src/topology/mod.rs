@@ -16,6 +16,13 @@ use crate::error::Error;
 use crate::event::subject_matches;
 use crate::handler::DeliverPolicy;
 
+mod filter_change;
+
+/// The fix when a server cannot change a durable's filter subject.
+const FILTER_CHANGE_HINT: &str = "upgrade nats-server to 2.10 or later; or, once every message of the durable is \
+    handled, delete the durable (`nats consumer rm`) so that it is recreated with the new filter (and set the \
+    handler's `deliver` to where it should start)";
+
 /// What start-up does when the server's streams and consumers differ from
 /// the code, or are missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -253,6 +260,11 @@ pub(crate) async fn ensure_consumer(
                 return Ok(info.config);
             }
             match policy {
+                TopologyPolicy::Update if info.config.filter_subject != declared.filter_subject
+                    && let Some(why) = filter_change::refuse_filter_change(&js.client().server_info().version) =>
+                {
+                    Err(Error::Drift { what, diff: format!("{diff}\n  ({why})"), hint: FILTER_CHANGE_HINT })
+                }
                 TopologyPolicy::Update => {
                     tracing::warn!(consumer = %spec.durable, stream = %spec.stream, "consumer config differs from the code; updating:\n{diff}");
                     let updated: pull::Config = declared;
