@@ -26,6 +26,7 @@ pub(crate) const EVENT_OPTIONS: &[OptionDef] = &[
     def("name", r#"name = "order.created""#),
     def("stream", r#"stream = "ORDERS""#),
     def("id", "id = order_id"),
+    def("upcast_from", "upcast_from = OrderCreatedV1"),
     def("crate", "crate = ::jetflow"),
 ];
 
@@ -49,6 +50,8 @@ pub(crate) struct EventAttrs {
     pub(crate) name: Option<LitStr>,
     pub(crate) stream: Option<LitStr>,
     pub(crate) id: Option<Ident>,
+    /// The previous version's type.
+    pub(crate) upcast_from: Option<Path>,
     pub(crate) krate: Option<Path>,
     /// Options written, even with a mistake, or misspelled.
     pub(crate) mentioned: Vec<&'static str>,
@@ -63,7 +66,8 @@ impl EventAttrs {
                 "name" => attrs.name = opt.string(cx),
                 "stream" => attrs.stream = opt.string(cx),
                 "id" => attrs.id = opt.ident(cx),
-                _ => attrs.krate = opt.path(cx),
+                "upcast_from" => attrs.upcast_from = opt.path(cx, "a type"),
+                _ => attrs.krate = opt.path(cx, "a path to the jetflow crate"),
             }
         });
         attrs
@@ -97,7 +101,7 @@ impl HandlerAttrs {
                 "concurrency" => attrs.concurrency = opt.int(cx),
                 "dead_letter" => attrs.dead_letter = opt.bool(cx),
                 "deliver" => attrs.deliver = opt.string(cx),
-                _ => attrs.krate = opt.path(cx),
+                _ => attrs.krate = opt.path(cx, "a path to the jetflow crate"),
             }
         });
         attrs
@@ -172,7 +176,8 @@ impl RawOption {
         None
     }
 
-    fn path(&self, cx: &Ctxt) -> Option<Path> {
+    /// A path; `what` names what it points at, for the error.
+    fn path(&self, cx: &Ctxt, what: &str) -> Option<Path> {
         if let Ok(path) = syn::parse2::<Path>(self.value.clone()) {
             return Some(path);
         }
@@ -181,12 +186,12 @@ impl RawOption {
             cx.error_spanned_by(
                 s,
                 format!(
-                    "`{name}` expects a path without quotes, e.g. `{}`",
+                    "`{name}` expects {what} without quotes, e.g. `{}`",
                     self.def.example
                 ),
             );
         } else {
-            self.wrong_kind(cx, "a path to the jetflow crate");
+            self.wrong_kind(cx, what);
         }
         None
     }
@@ -403,10 +408,16 @@ mod tests {
         let cx = Ctxt::new();
         let attrs = EventAttrs::parse(
             &cx,
-            quote!(version = "v1", id = order_id, crate = my::jetflow),
+            quote!(
+                version = "v2",
+                id = order_id,
+                upcast_from = v1::Order,
+                crate = my::jetflow
+            ),
         );
         assert!(cx.check().is_ok());
-        assert_eq!(attrs.version.map(|v| v.value()).as_deref(), Some("v1"));
+        assert!(attrs.upcast_from.is_some());
+        assert_eq!(attrs.version.map(|v| v.value()).as_deref(), Some("v2"));
         assert_eq!(attrs.id.map(|i| i.to_string()).as_deref(), Some("order_id"));
         assert!(attrs.krate.is_some());
     }

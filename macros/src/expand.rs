@@ -80,24 +80,35 @@ fn event_impl(event: &ast::Event, spec: &EventSpec) -> TokenStream {
     let item = &event.original;
     let ident = &item.ident;
 
-    let (has_serialize, has_deserialize) = user_derives(&item.attrs);
+    let derived = user_derives(&item.attrs);
     let mut derives = Vec::new();
-    if !has_serialize {
+    if !derived.serialize {
         derives.push(quote!(#krate::__private::serde::Serialize));
     }
-    if !has_deserialize {
+    if !derived.deserialize {
         derives.push(quote!(#krate::__private::serde::Deserialize));
     }
+    let private_path = |dep: &str| {
+        LitStr::new(
+            &format!("{}::__private::{dep}", path_to_string(&krate)),
+            Span::call_site(),
+        )
+    };
     let serde_attrs = if derives.is_empty() {
         TokenStream::new()
-    } else if has_serde_crate(&item.attrs) {
+    } else if has_crate_attr(&item.attrs, "serde") {
         quote!(#[derive(#(#derives),*)])
     } else {
-        let serde = LitStr::new(
-            &format!("{}::__private::serde", path_to_string(&krate)),
-            Span::call_site(),
-        );
+        let serde = private_path("serde");
         quote!(#[derive(#(#derives),*)] #[serde(crate = #serde)])
+    };
+    let schemars_attrs = if derived.json_schema {
+        TokenStream::new()
+    } else if has_crate_attr(&item.attrs, "schemars") {
+        quote!(#[derive(#krate::__private::schemars::JsonSchema)])
+    } else {
+        let schemars = private_path("schemars");
+        quote!(#[derive(#krate::__private::schemars::JsonSchema)] #[schemars(crate = #schemars)])
     };
 
     let (name, version, stream) = (&spec.name, &spec.version, &spec.stream);
@@ -112,8 +123,22 @@ fn event_impl(event: &ast::Event, spec: &EventSpec) -> TokenStream {
         }
     });
 
+    let schemars = quote!(#krate::__private::schemars);
+    let schema = quote! {
+        fn schema(
+            __jetflow_generator: &mut #schemars::SchemaGenerator,
+        ) -> ::core::option::Option<#schemars::Schema> {
+            ::core::option::Option::Some(__jetflow_generator.subschema_for::<Self>())
+        }
+    };
+    let (upcast, upcast_check) = match &spec.upcast_from {
+        None => (TokenStream::new(), TokenStream::new()),
+        Some(from) => upcast_impl(&krate, ident, spec, from),
+    };
+
     quote! {
         #serde_attrs
+        #schemars_attrs
         #item
         const _: () = {
             #[automatically_derived]
@@ -123,9 +148,61 @@ fn event_impl(event: &ast::Event, spec: &EventSpec) -> TokenStream {
                 const SUBJECT: &'static str = #subject;
                 const STREAM: &'static str = #stream;
                 #event_key
+                #schema
+                #upcast
             }
+            #upcast_check
         };
     }
+}
+
+/// With `upcast_from = From`: the chain's `history` and `decode`, and the
+/// compile-time rules of the link (same name, newer version). Both are
+/// spanned on `From`, where a missing `impl From<From>` or a broken rule
+/// is reported.
+fn upcast_impl(
+    krate: &Path,
+    ident: &syn::Ident,
+    spec: &EventSpec,
+    from: &Path,
+) -> (TokenStream, TokenStream) {
+    let span = from.span();
+    let krate = respan(krate, span);
+    let (name, version) = (&spec.name, &spec.version);
+    let methods = quote_spanned! {span=>
+        fn history() -> ::std::vec::Vec<#krate::event::EventInfo> {
+            #krate::event::history_upcast::<#ident, #from>()
+        }
+        fn decode(
+            __jetflow_version: &::core::primitive::str,
+            __jetflow_payload: &[::core::primitive::u8],
+        ) -> ::core::result::Result<Self, #krate::event::DecodeError> {
+            #krate::event::decode_upcast::<#ident, #from>(__jetflow_version, __jetflow_payload)
+        }
+    };
+    let prev = path_to_string(from);
+    let messages = [
+        format!(
+            "`{prev}` is not a version of `{name}`: every type of an upcast chain has the same event name; \
+             set `name = \"{name}\"` on `{prev}`, or remove `upcast_from` to make `{ident}` a new event"
+        ),
+        format!(
+            "`{ident}` and `{prev}` are both version `{version}` of `{name}`: each version is one type; give \
+             `{ident}` the next version"
+        ),
+        format!(
+            "`{ident}` is version `{version}` but upcasts from `{prev}`, a newer version: versions increase \
+             along an upcast chain (v1 -> v2 -> v3); give `{ident}` a version after `{prev}`'s"
+        ),
+    ];
+    let check = quote_spanned! {span=>
+        const _: () = #krate::__private::assert_upcast(
+            (<#from as #krate::Event>::NAME, <#from as #krate::Event>::VERSION),
+            (#name, #version),
+            [#(#messages),*],
+        );
+    };
+    (methods, check)
 }
 
 fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenStream {
@@ -310,10 +387,17 @@ fn path_to_string(path: &Path) -> String {
     format!("{leading}{}", segments.join("::"))
 }
 
-/// Whether the struct already derives `Serialize` / `Deserialize` (any path
-/// ending in those names).
-fn user_derives(attrs: &[Attribute]) -> (bool, bool) {
-    let (mut serialize, mut deserialize) = (false, false);
+/// The derives of the struct that `#[event]` would otherwise add.
+struct UserDerives {
+    serialize: bool,
+    deserialize: bool,
+    json_schema: bool,
+}
+
+/// Whether the struct already derives `Serialize` / `Deserialize` /
+/// `JsonSchema` (any path ending in those names).
+fn user_derives(attrs: &[Attribute]) -> UserDerives {
+    let (mut serialize, mut deserialize, mut json_schema) = (false, false, false);
     for attr in attrs.iter().filter(|a| a.path().is_ident("derive")) {
         let Ok(paths) = attr.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated)
         else {
@@ -323,18 +407,23 @@ fn user_derives(attrs: &[Attribute]) -> (bool, bool) {
             match path.segments.last().map(|s| s.ident.to_string()).as_deref() {
                 Some("Serialize") => serialize = true,
                 Some("Deserialize") => deserialize = true,
+                Some("JsonSchema") => json_schema = true,
                 _ => {}
             }
         }
     }
-    (serialize, deserialize)
+    UserDerives {
+        serialize,
+        deserialize,
+        json_schema,
+    }
 }
 
-/// Whether the struct already has `#[serde(crate = "...")]`.
-fn has_serde_crate(attrs: &[Attribute]) -> bool {
+/// Whether the struct already has `#[serde(crate = "...")]` (or `schemars`).
+fn has_crate_attr(attrs: &[Attribute], tool: &str) -> bool {
     attrs
         .iter()
-        .filter(|a| a.path().is_ident("serde"))
+        .filter(|a| a.path().is_ident(tool))
         .any(|attr| {
             let mut found = false;
             let _ = attr.parse_nested_meta(|meta| {
@@ -369,6 +458,25 @@ mod tests {
                 pub struct OrderCreated {
                     pub order_id: String,
                     pub total_cents: u64,
+                }
+            },
+        );
+        insta::assert_snapshot!(pretty(out));
+    }
+
+    #[test]
+    fn event_with_upcast_from() {
+        let out = expand_event(
+            quote!(
+                name = "order.created",
+                version = "v2",
+                upcast_from = v1::OrderCreated
+            ),
+            quote! {
+                /// An order was placed, with its currency.
+                pub struct OrderCreatedV2 {
+                    pub order_id: String,
+                    pub currency: String,
                 }
             },
         );
@@ -417,6 +525,7 @@ mod tests {
             !text
                 .replace("my :: jetflow", "")
                 .replace("my::jetflow", "")
+                .replace("__jetflow_", "")
                 .contains("jetflow"),
             "{text}"
         );

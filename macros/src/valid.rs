@@ -27,6 +27,8 @@ pub(crate) struct EventSpec {
     pub(crate) stream: String,
     /// The business-key field, if `id` names an existing field.
     pub(crate) key: Option<Ident>,
+    /// The previous version's type, if `upcast_from` names one.
+    pub(crate) upcast_from: Option<Path>,
     /// `false` when no impl can be generated for the struct (it is generic).
     pub(crate) expandable: bool,
 }
@@ -127,6 +129,21 @@ pub(crate) fn event(cx: &Ctxt, event: &ast::Event) -> EventSpec {
         None
     });
 
+    let upcast_from = attrs.upcast_from.clone().filter(|path| {
+        let own = path.is_ident(&item.ident) || path.is_ident("Self");
+        if own {
+            cx.error_spanned_by(
+                path,
+                format!(
+                    "`{}` cannot upcast from itself; `upcast_from` names the type of the previous version, \
+                     e.g. `upcast_from = {}V1`",
+                    item.ident, item.ident
+                ),
+            );
+        }
+        !own
+    });
+
     if let Some(path) = &attrs.krate {
         crate_path(cx, path);
     }
@@ -135,6 +152,7 @@ pub(crate) fn event(cx: &Ctxt, event: &ast::Event) -> EventSpec {
         version,
         stream,
         key,
+        upcast_from,
         expandable,
     }
 }

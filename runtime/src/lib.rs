@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod app;
+pub mod asyncapi;
 mod consume;
 pub mod dlq;
 mod error;
@@ -12,6 +13,7 @@ pub mod handler;
 pub mod memory;
 pub mod publish;
 mod retry;
+pub mod schema;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -39,6 +41,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use async_nats;
+    pub use schemars;
     pub use serde;
     pub use serde_json;
 
@@ -51,5 +54,11 @@ pub mod __private {
                  (`<Event>::SUBJECT`); remove `subject = ...` or use a subject that matches it"
             );
         }
+    }
+
+    /// Compile-time rules of `#[event(upcast_from = P)]` (same name, newer
+    /// version); a failure is a compile error with the macro's message.
+    pub const fn assert_upcast(from: (&str, &str), to: (&str, &str), messages: [&'static str; 3]) {
+        crate::event::check_upcast(from, to, messages)
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consume::{self, Binding, Env, PullSettings};
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{Event, EventInfo};
 use crate::handler::{Extensions, Handler, HandlerOptions, MissingState};
 use crate::publish::Bus;
 use crate::retry::RetryPolicy;
@@ -56,6 +56,7 @@ pub struct App {
     streams: StreamSettings,
     grace: Duration,
     pull: PullSettings,
+    publishes: Vec<EventInfo>,
 }
 
 impl std::fmt::Debug for App {
@@ -89,6 +90,7 @@ impl App {
             streams: StreamSettings::default(),
             grace: Duration::from_secs(30),
             pull: PullSettings::default(),
+            publishes: Vec::new(),
         }
     }
 
@@ -120,6 +122,20 @@ impl App {
     pub fn handler<H: Handler>(mut self, handler: H) -> App {
         self.handlers.push(Box::new(Registered(Arc::new(handler))));
         self
+    }
+
+    /// Declares that the app publishes `E`, for its [`App::asyncapi`]
+    /// document (`send` operations); publishing works without it.
+    pub fn publishes<E: Event>(mut self) -> App {
+        self.publishes.push(EventInfo::of::<E>());
+        self
+    }
+
+    /// The app's AsyncAPI 3.0 document, from its handlers and the events it
+    /// [`publishes`](App::publishes); see [`crate::asyncapi`].
+    pub fn asyncapi(&self) -> crate::asyncapi::AsyncApi {
+        let receivers = self.handlers.iter().map(|h| h.describe(&self.name));
+        crate::asyncapi::AsyncApi::new(&self.name, &self.connect.url, receivers, &self.publishes)
     }
 
     /// What to do when streams or consumers differ from the code.
@@ -178,7 +194,7 @@ impl App {
                 .entry(h.stream().to_owned())
                 .or_default()
                 .subjects
-                .push(h.subject().to_owned());
+                .push(h.subject());
         }
         if self
             .handlers
@@ -211,7 +227,7 @@ impl App {
             let spec = ConsumerSpec {
                 stream: h.stream().to_owned(),
                 durable: topology::durable_name(&group, h.event_name()),
-                filter_subject: h.subject().to_owned(),
+                filter_subject: h.subject(),
                 ack_wait: o.ack_wait_or_default(),
                 max_deliver: i64::from(o.max_deliver_or_default()),
                 deliver: o.deliver.unwrap_or_default(),
@@ -416,9 +432,10 @@ trait Registration: Send + Sync {
     fn options(&self) -> &HandlerOptions;
     fn event_name(&self) -> &'static str;
     fn event_subject(&self) -> &'static str;
-    fn subject(&self) -> &'static str;
+    fn subject(&self) -> String;
     fn stream(&self) -> &'static str;
     fn check(&self, extensions: &Extensions) -> Result<(), MissingState>;
+    fn describe(&self, app_name: &str) -> crate::asyncapi::Receiver;
     fn run(
         &self,
         binding: Arc<Binding>,
@@ -439,14 +456,19 @@ impl<H: Handler> Registration for Registered<H> {
     fn event_subject(&self) -> &'static str {
         H::Event::SUBJECT
     }
-    fn subject(&self) -> &'static str {
-        H::OPTIONS.subject.unwrap_or(H::Event::SUBJECT)
+    fn subject(&self) -> String {
+        H::OPTIONS
+            .subject
+            .map_or_else(event::filter_subject::<H::Event>, str::to_owned)
     }
     fn stream(&self) -> &'static str {
         H::Event::STREAM
     }
     fn check(&self, extensions: &Extensions) -> Result<(), MissingState> {
         self.0.check(extensions)
+    }
+    fn describe(&self, app_name: &str) -> crate::asyncapi::Receiver {
+        crate::asyncapi::Receiver::of::<H>(app_name, self.subject())
     }
     fn run(
         &self,

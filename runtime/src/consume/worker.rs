@@ -12,7 +12,6 @@ use tracing::Instrument;
 
 use super::Binding;
 use crate::dlq;
-use crate::event::{Event, version_of};
 use crate::handler::context::Inner;
 use crate::handler::{Context, Extensions, Handler, HandlerError};
 use crate::publish::{Bus, headers};
@@ -91,22 +90,7 @@ impl<H: Handler> Shared<H> {
     }
 
     fn decode(&self, subject: &str, payload: &[u8]) -> Result<H::Event, String> {
-        let expected = <H::Event as Event>::VERSION;
-        if let Some(v) = version_of(subject)
-            && v != expected
-        {
-            return Err(format!(
-                "unsupported version {v}: handler `{}` decodes {} ({expected}) only",
-                self.binding.handler,
-                <H::Event as Event>::SUBJECT
-            ));
-        }
-        serde_json::from_slice::<H::Event>(payload).map_err(|e| {
-            format!(
-                "payload cannot be decoded as {}: {e}",
-                <H::Event as Event>::SUBJECT
-            )
-        })
+        crate::event::decode_subject::<H::Event>(subject, payload).map_err(|e| e.to_string())
     }
 
     /// Runs the handler, sending `+WPI` every ack_wait/2 while it runs.

@@ -1,9 +1,17 @@
 //! Typed events: the [`Event`] trait and the rules for names, versions and subjects.
 
 mod subject;
+mod version;
 
 pub use subject::{SubjectError, validate_subject_token};
 pub(crate) use subject::{subject_matches, version_of};
+pub use version::{
+    DecodeError, EventInfo, decode_own, decode_subject, decode_upcast, filter_subject,
+    history_upcast,
+};
+pub(crate) use version::{check_upcast, version_number};
+
+use schemars::{Schema, SchemaGenerator};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -50,6 +58,30 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// fresh UUIDv7 per publish.
     fn event_key(&self) -> Option<String> {
         None
+    }
+
+    /// The JSON Schema of the payload, added to `generator` (a `$ref` to
+    /// it, or the schema inline, as the generator's settings say).
+    /// `#[event]` derives it with schemars; a hand-written implementation
+    /// without a schema returns `None`, and the schema gate reports that.
+    fn schema(generator: &mut SchemaGenerator) -> Option<Schema> {
+        let _ = generator;
+        None
+    }
+
+    /// Every version this type decodes, oldest first, ending with itself:
+    /// the `upcast_from` chain. `#[event(upcast_from = Older)]` generates
+    /// [`history_upcast`]`::<Self, Older>()`.
+    fn history() -> Vec<EventInfo> {
+        vec![EventInfo::of::<Self>()]
+    }
+
+    /// Decodes a payload of `version` (a token of [`Event::history`]) and
+    /// upcasts it to `Self`. `#[event(upcast_from = Older)]` generates
+    /// [`decode_upcast`]`::<Self, Older>`; without a chain it is
+    /// [`decode_own`]. The consume loop calls [`decode_subject`].
+    fn decode(version: &str, payload: &[u8]) -> Result<Self, DecodeError> {
+        decode_own::<Self>(version, payload)
     }
 }
 

@@ -47,6 +47,12 @@ impl Context {
     pub fn subject(&self) -> &str {
         &self.inner.subject
     }
+    /// The version the message arrived as (`v1` of `order.created.v1`),
+    /// before any upcast to the handler's event type; `None` for a subject
+    /// without a version token.
+    pub fn version(&self) -> Option<&str> {
+        crate::event::version_of(&self.inner.subject)
+    }
     /// The stream that stores the message.
     pub fn stream(&self) -> &str {
         &self.inner.info.stream

@@ -13,6 +13,13 @@ use crate::error::Error;
 use crate::event::subject_matches;
 use crate::handler::DeliverPolicy;
 
+mod filter_change;
+
+/// The fix when a server cannot change a durable's filter subject.
+const FILTER_CHANGE_HINT: &str = "upgrade nats-server to 2.10 or later; or, once every message of the durable is \
+    handled, delete the durable (`nats consumer rm`) so that it is recreated with the new filter (and set the \
+    handler's `deliver` to where it should start)";
+
 /// What start-up does when the server's streams and consumers differ from
 /// the code, or are missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -217,6 +224,26 @@ pub(crate) fn plan_consumer(
             Ok(ConsumerPlan::Keep(existing.clone()))
         }
     }
+}
+
+/// The error for a filter-subject change on a server that cannot apply it
+/// (nats-server < 2.10 accepts the update and then delivers nothing), or
+/// `None` when `server_version` can.
+pub(crate) fn filter_change_refused(
+    spec: &ConsumerSpec,
+    existing: &consumer::Config,
+    diff: &str,
+    server_version: &str,
+) -> Option<Error> {
+    if existing.filter_subject == spec.filter_subject {
+        return None;
+    }
+    let why = filter_change::refuse_filter_change(server_version)?;
+    Some(Error::Drift {
+        what: spec.describe(),
+        diff: format!("{diff}\n  ({why})"),
+        hint: FILTER_CHANGE_HINT,
+    })
 }
 
 /// The error when the broker refuses a consumer update.

@@ -190,6 +190,13 @@ impl Transport for NatsTransport {
                 Ok(consumer.cached_info().config.clone())
             }
             ConsumerPlan::Update { config, diff } => {
+                let version = &self.client.server_info().version;
+                if let Some(existing) = &existing
+                    && let Some(refused) =
+                        topology::filter_change_refused(spec, existing, &diff, version)
+                {
+                    return Err(refused);
+                }
                 // without the server_2_10 API, creating an existing durable updates it
                 stream
                     .create_consumer(config)
