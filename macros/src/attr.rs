@@ -408,7 +408,12 @@ mod tests {
         let cx = Ctxt::new();
         let attrs = EventAttrs::parse(
             &cx,
-            quote!(version = "v2", id = order_id, upcast_from = v1::Order, crate = my::jetflow),
+            quote!(
+                version = "v2",
+                id = order_id,
+                upcast_from = v1::Order,
+                crate = my::jetflow
+            ),
         );
         assert!(cx.check().is_ok());
         assert!(attrs.upcast_from.is_some());

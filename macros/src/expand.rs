@@ -160,7 +160,12 @@ fn event_impl(event: &ast::Event, spec: &EventSpec) -> TokenStream {
 /// compile-time rules of the link (same name, newer version). Both are
 /// spanned on `From`, where a missing `impl From<From>` or a broken rule
 /// is reported.
-fn upcast_impl(krate: &Path, ident: &syn::Ident, spec: &EventSpec, from: &Path) -> (TokenStream, TokenStream) {
+fn upcast_impl(
+    krate: &Path,
+    ident: &syn::Ident,
+    spec: &EventSpec,
+    from: &Path,
+) -> (TokenStream, TokenStream) {
     let span = from.span();
     let krate = respan(krate, span);
     let (name, version) = (&spec.name, &spec.version);
@@ -464,7 +469,11 @@ mod tests {
     #[test]
     fn event_with_upcast_from() {
         let out = expand_event(
-            quote!(name = "order.created", version = "v2", upcast_from = v1::OrderCreated),
+            quote!(
+                name = "order.created",
+                version = "v2",
+                upcast_from = v1::OrderCreated
+            ),
             quote! {
                 /// An order was placed, with its currency.
                 pub struct OrderCreatedV2 {

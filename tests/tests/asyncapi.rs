@@ -20,7 +20,11 @@ pub struct OrderCreatedV2 {
 }
 
 /// A nested type: its schema goes to `components.schemas`.
-#[derive(jetflow::__private::serde::Serialize, jetflow::__private::serde::Deserialize, jetflow::schema::schemars::JsonSchema)]
+#[derive(
+    jetflow::__private::serde::Serialize,
+    jetflow::__private::serde::Deserialize,
+    jetflow::schema::schemars::JsonSchema,
+)]
 #[serde(crate = "jetflow::__private::serde")]
 #[schemars(crate = "jetflow::schema::schemars")]
 pub struct Line {
@@ -81,7 +85,11 @@ fn the_document_validates_against_the_official_schema() {
     let doc = app().asyncapi().to_json();
     let v = validator();
     let errs = errors(&v, &doc);
-    assert!(errs.is_empty(), "{errs:#?}\n{}", app().asyncapi().to_json_string());
+    assert!(
+        errs.is_empty(),
+        "{errs:#?}\n{}",
+        app().asyncapi().to_json_string()
+    );
 
     // The validator does reject a broken document.
     let mut broken = doc.clone();
@@ -95,16 +103,34 @@ fn channels_operations_and_bindings_describe_the_app() {
     let doc = app().asyncapi().to_json();
     let channel = &doc["channels"]["order_created"];
     assert_eq!(channel["address"], "order.created.{version}");
-    assert_eq!(channel["parameters"]["version"]["enum"], serde_json::json!(["v1", "v2"]));
+    assert_eq!(
+        channel["parameters"]["version"]["enum"],
+        serde_json::json!(["v1", "v2"])
+    );
     let op = &doc["operations"]["reserve"];
     assert_eq!(op["action"], "receive");
     assert_eq!(op["bindings"]["nats"]["queue"], "inventory--order_created");
     assert_eq!(op["x-jetflow-filter-subject"], "order.created.*");
-    assert_eq!(op["messages"].as_array().map(Vec::len), Some(2), "v1 and v2");
-    assert_eq!(doc["operations"]["audit"]["messages"].as_array().map(Vec::len), Some(1));
-    assert_eq!(doc["operations"]["publish_stock_reserved_v1"]["action"], "send");
+    assert_eq!(
+        op["messages"].as_array().map(Vec::len),
+        Some(2),
+        "v1 and v2"
+    );
+    assert_eq!(
+        doc["operations"]["audit"]["messages"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        doc["operations"]["publish_stock_reserved_v1"]["action"],
+        "send"
+    );
     let v2 = &doc["components"]["messages"]["order_created_v2"];
-    assert_eq!(v2["headers"]["properties"]["ce-type"]["const"], "order.created.v2");
+    assert_eq!(
+        v2["headers"]["properties"]["ce-type"]["const"],
+        "order.created.v2"
+    );
     assert_eq!(v2["payload"]["$ref"], "#/components/schemas/OrderCreatedV2");
     let line = &doc["components"]["schemas"]["OrderCreatedV2"]["properties"]["lines"]["items"];
     assert_eq!(line["$ref"], "#/components/schemas/Line");

@@ -62,7 +62,8 @@ mod release3 {
 }
 
 fn snapshot(dir: &std::path::Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(dir.join("order.created.v1.json")).expect("snapshot written");
+    let text =
+        std::fs::read_to_string(dir.join("order.created.v1.json")).expect("snapshot written");
     serde_json::from_str(&text).expect("snapshot is JSON")
 }
 
@@ -75,7 +76,10 @@ fn first_run_writes_a_snapshot_then_compatible_changes_pass_and_update_it() {
         .unwrap();
     assert_eq!(report.created, ["order.created.v1"]);
     let first = snapshot(dir.path());
-    assert_eq!(first["required"], serde_json::json!(["order_id", "total_cents", "kind"]));
+    assert_eq!(
+        first["required"],
+        serde_json::json!(["order_id", "total_cents", "kind"])
+    );
 
     let report = SchemaGate::new(dir.path())
         .event::<release1::OrderCreated>()
@@ -92,11 +96,18 @@ fn first_run_writes_a_snapshot_then_compatible_changes_pass_and_update_it() {
     assert_eq!(
         changes,
         &[
-            Change::OptionalFieldAdded { path: "gift".into() },
-            Change::OptionalFieldAdded { path: "note".into() },
+            Change::OptionalFieldAdded {
+                path: "gift".into()
+            },
+            Change::OptionalFieldAdded {
+                path: "note".into()
+            },
         ]
     );
-    assert!(snapshot(dir.path())["properties"].get("note").is_some(), "snapshot updated");
+    assert!(
+        snapshot(dir.path())["properties"].get("note").is_some(),
+        "snapshot updated"
+    );
 }
 
 #[test]
@@ -116,7 +127,11 @@ fn an_incompatible_change_fails_with_what_changed_and_the_next_version() {
         panic!("expected an incompatible change, got {err}");
     };
     let text = err.to_string();
-    let changes: Vec<String> = failures[0].changes.iter().map(ToString::to_string).collect();
+    let changes: Vec<String> = failures[0]
+        .changes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         changes,
         [
@@ -129,10 +144,16 @@ fn an_incompatible_change_fails_with_what_changed_and_the_next_version() {
     assert_eq!(failures[0].next_version, "v2");
     assert!(
         text.contains("the schema of order.created.v1 (`OrderCreated`) changed incompatibly")
-            && text.contains(r#"#[event(name = "order.created", version = "v2", upcast_from = OrderCreated)]"#),
+            && text.contains(
+                r#"#[event(name = "order.created", version = "v2", upcast_from = OrderCreated)]"#
+            ),
         "{text}"
     );
-    assert_eq!(snapshot(dir.path()), before, "a failing gate writes nothing");
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "a failing gate writes nothing"
+    );
 
     // A field removed is breaking too (release 2 -> release 1 drops `note`).
     let dir = tempfile::tempdir().unwrap();
@@ -145,5 +166,8 @@ fn an_incompatible_change_fails_with_what_changed_and_the_next_version() {
         .check()
         .unwrap_err()
         .to_string();
-    assert!(err.contains("field `note` was removed") && err.contains("field `gift` was removed"), "{err}");
+    assert!(
+        err.contains("field `note` was removed") && err.contains("field `gift` was removed"),
+        "{err}"
+    );
 }

@@ -172,7 +172,9 @@ async fn moving_a_durable_from_v1_to_the_chain_keeps_its_position() {
     })
     .await
     .unwrap();
-    ledger.wait_until(WAIT, "a handled", |e| !e.is_empty()).await;
+    ledger
+        .wait_until(WAIT, "a handled", |e| !e.is_empty())
+        .await;
     before.stop().await.unwrap();
     jetflow_tests::wait_ack_floor(&url, "ORDER", "billing--order_created", 1).await;
 

@@ -382,7 +382,9 @@ impl<H: Handler> Registration for Registered<H> {
         H::Event::SUBJECT
     }
     fn subject(&self) -> String {
-        H::OPTIONS.subject.map_or_else(event::filter_subject::<H::Event>, str::to_owned)
+        H::OPTIONS
+            .subject
+            .map_or_else(event::filter_subject::<H::Event>, str::to_owned)
     }
     fn stream(&self) -> &'static str {
         H::Event::STREAM

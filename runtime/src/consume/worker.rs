@@ -133,7 +133,8 @@ impl<H: Handler> Shared<H> {
     }
 
     fn decode(&self, msg: &Message) -> Result<H::Event, String> {
-        crate::event::decode_subject::<H::Event>(&msg.subject, &msg.payload).map_err(|e| e.to_string())
+        crate::event::decode_subject::<H::Event>(&msg.subject, &msg.payload)
+            .map_err(|e| e.to_string())
     }
 
     /// Runs the handler, sending `+WPI` every ack_wait/2 while it runs.

@@ -5,11 +5,11 @@ mod version;
 
 pub use subject::{SubjectError, validate_subject_token};
 pub(crate) use subject::{subject_matches, version_of};
-pub(crate) use version::{check_upcast, version_number};
 pub use version::{
     DecodeError, EventInfo, decode_own, decode_subject, decode_upcast, filter_subject,
     history_upcast,
 };
+pub(crate) use version::{check_upcast, version_number};
 
 use schemars::{Schema, SchemaGenerator};
 

@@ -202,7 +202,9 @@ pub(crate) const fn version_number(version: &str) -> u64 {
     let mut n: u64 = 0;
     let mut i = 1;
     while i < bytes.len() {
-        n = n.saturating_mul(10).saturating_add((bytes[i] - b'0') as u64);
+        n = n
+            .saturating_mul(10)
+            .saturating_add((bytes[i] - b'0') as u64);
         i += 1;
     }
     n

@@ -151,20 +151,27 @@ impl Cx<'_> {
         // Allowed values (`enum`, `const`), and tagged variants (`oneOf` / `anyOf`).
         let (old_variants, new_variants) = (variants(old), variants(new));
         if !old_variants.is_empty() || !new_variants.is_empty() {
-            for v in old_variants.keys().filter(|v| !new_variants.contains_key(*v)) {
+            for v in old_variants
+                .keys()
+                .filter(|v| !new_variants.contains_key(*v))
+            {
                 self.out.push(Change::VariantRemoved {
                     path: path.to_owned(),
                     variant: v.clone(),
                 });
             }
-            for v in new_variants.keys().filter(|v| !old_variants.contains_key(*v)) {
+            for v in new_variants
+                .keys()
+                .filter(|v| !old_variants.contains_key(*v))
+            {
                 self.out.push(Change::VariantAdded {
                     path: path.to_owned(),
                     variant: v.clone(),
                 });
             }
             for (v, old_schema) in &old_variants {
-                if let (Some(old_schema), Some(Some(new_schema))) = (old_schema, new_variants.get(v))
+                if let (Some(old_schema), Some(Some(new_schema))) =
+                    (old_schema, new_variants.get(v))
                 {
                     self.compare(old_schema, new_schema, path);
                 }

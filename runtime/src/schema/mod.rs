@@ -246,12 +246,14 @@ impl SchemaGate {
 
 fn read_snapshot(path: &Path) -> Result<Option<Value>, SchemaError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| SchemaError::Snapshot {
-                path: path.to_owned(),
-                source,
-            }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| SchemaError::Snapshot {
+                    path: path.to_owned(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(SchemaError::Io {
             action: "read",

@@ -260,10 +260,17 @@ pub(crate) async fn ensure_consumer(
                 return Ok(info.config);
             }
             match policy {
-                TopologyPolicy::Update if info.config.filter_subject != declared.filter_subject
-                    && let Some(why) = filter_change::refuse_filter_change(&js.client().server_info().version) =>
+                TopologyPolicy::Update
+                    if info.config.filter_subject != declared.filter_subject
+                        && let Some(why) = filter_change::refuse_filter_change(
+                            &js.client().server_info().version,
+                        ) =>
                 {
-                    Err(Error::Drift { what, diff: format!("{diff}\n  ({why})"), hint: FILTER_CHANGE_HINT })
+                    Err(Error::Drift {
+                        what,
+                        diff: format!("{diff}\n  ({why})"),
+                        hint: FILTER_CHANGE_HINT,
+                    })
                 }
                 TopologyPolicy::Update => {
                     tracing::warn!(consumer = %spec.durable, stream = %spec.stream, "consumer config differs from the code; updating:\n{diff}");
