@@ -3,6 +3,8 @@
 //! ```text
 //! cargo run --example shop                  # on the embedded broker (memory://shop)
 //! NATS_URL=nats://127.0.0.1:4222 cargo run --example shop [-- --serve]   # on JetStream
+//! cargo run --example shop -- --check-schemas      # the schema gate only
+//! cargo run --example shop -- --asyncapi shop.yaml  # also write the AsyncAPI document (.json or .yaml)
 //! ```
 //!
 //! The producer publishes five `OrderCreated` events. Two handlers in two
@@ -12,6 +14,11 @@
 //! is rejected by inventory and lands in the dead-letter stream at once.
 //! Without `--serve` the demo checks that this happened, prints a summary
 //! and exits (non-zero if something is missing: CI runs it as a smoke test).
+//!
+//! Before starting, the demo runs the schema gate: the JSON Schema of
+//! `OrderCreated` must match its snapshot in `examples/shop/schemas/`
+//! (a compatible change updates it; an incompatible one stops the demo
+//! with what changed and the version to publish it as).
 
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
@@ -19,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jetflow::prelude::*;
+use jetflow::schema::SchemaGate;
 use jetflow::{ConnectOptions, PubAck};
 
 /// An order was placed. Published as JSON on `order.created.v1` into the
@@ -162,7 +170,37 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
-    let serve = std::env::args().any(|a| a == "--serve");
+    let args: Vec<String> = std::env::args().collect();
+    let serve = args.iter().any(|a| a == "--serve");
+    let asyncapi = args
+        .iter()
+        .position(|a| a == "--asyncapi")
+        .map(|i| {
+            args.get(i + 1)
+                .cloned()
+                .ok_or("--asyncapi needs a file path, e.g. --asyncapi shop.yaml")
+        })
+        .transpose()?;
+
+    // The schema gate: the contract of every published version is frozen.
+    let gate = SchemaGate::new(concat!(env!("CARGO_MANIFEST_DIR"), "/shop/schemas"))
+        .event::<OrderCreated>();
+    match gate.check() {
+        Ok(report) => println!(
+            "schema gate: {} unchanged, {} updated, {} new snapshot(s)",
+            report.unchanged.len(),
+            report.updated.len(),
+            report.created.len()
+        ),
+        Err(e) => {
+            eprintln!("schema gate failed:\n{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    if args.iter().any(|a| a == "--check-schemas") {
+        return Ok(ExitCode::SUCCESS);
+    }
+
     // NATS_URL=nats://... runs on JetStream; without it, on the embedded
     // broker (same semantics, in this process, nothing to install).
     let mut connect = ConnectOptions::from_env();
@@ -173,14 +211,25 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // Starting provisions the streams (ORDER, DLQ) and one durable consumer per group.
     let journal = Journal::default();
     let stock = Stock(Arc::new(Mutex::new(100)));
-    let mut handle = App::new("shop")
+    let app = App::new("shop")
         .connect_options(connect)
         .state(stock.clone())
         .state(journal.clone())
         .handler(reserve_stock)
         .handler(send_confirmation)
-        .start()
-        .await?;
+        .publishes::<OrderCreated>();
+    if let Some(path) = &asyncapi {
+        let doc = app.asyncapi();
+        let text = if path.ends_with(".json") {
+            doc.to_json_string()
+        } else {
+            doc.to_yaml()
+        };
+        std::fs::write(path, text)
+            .map_err(|e| format!("cannot write the AsyncAPI document to {path}: {e}"))?;
+        println!("AsyncAPI 3.0 document written to {path}");
+    }
+    let mut handle = app.start().await?;
     println!("shop demo on {}", handle.bus().transport_name());
 
     // Streams and durable consumers outlive this process, so order ids carry

@@ -169,6 +169,8 @@ fn upcast_impl(
     let span = from.span();
     let krate = respan(krate, span);
     let (name, version) = (&spec.name, &spec.version);
+    // The new type spanned on `From` too: a missing `From` impl is reported there.
+    let ident = respan(ident, span);
     let methods = quote_spanned! {span=>
         fn history() -> ::std::vec::Vec<#krate::event::EventInfo> {
             #krate::event::history_upcast::<#ident, #from>()

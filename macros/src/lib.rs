@@ -23,8 +23,8 @@ mod valid;
 use proc_macro::TokenStream;
 
 /// Makes a struct a jetflow event: derives serde's `Serialize` and
-/// `Deserialize` (through `jetflow`, so no direct serde dependency is needed)
-/// and implements `jetflow::Event`.
+/// `Deserialize` and schemars' `JsonSchema` (through `jetflow`, so no direct
+/// serde or schemars dependency is needed) and implements `jetflow::Event`.
 ///
 /// ```
 /// use jetflow::prelude::*;
@@ -47,17 +47,22 @@ use proc_macro::TokenStream;
 /// | `name = "order.created"` | no | lowercase tokens of `a-z`, `0-9`, `_`, `-` separated by `.`; no wildcards | the type name, CamelCase split into dotted lowercase words: `OrderCreated` -> `order.created`, `HTTPRequestFailed` -> `http.request.failed` |
 /// | `stream = "ORDERS"` | no | ASCII letters, digits, `_`, `-` | the name's first token, upper-cased: `order.created` -> `ORDER` |
 /// | `id = order_id` | no | a named field whose `Display` text is the business key (used for a stable event id and server-side deduplication) | none: every publish gets a fresh id |
+/// | `upcast_from = OrderCreatedV1` | no | the type of the previous version of this event (same `name`, an older `version`); requires `impl From<OrderCreatedV1> for ThisType`. A handler of this type receives every version of the chain, upcast | none |
 /// | `crate = path` | no | path to the `jetflow` crate, for a renamed or re-exported dependency | `::jetflow` |
 ///
 /// The subject is `{name}.{version}`. The struct may not be generic. If it
-/// already derives `Serialize` or `Deserialize` (any path ending in those
-/// names), that derive is not added again.
+/// already derives `Serialize`, `Deserialize` or `JsonSchema` (any path
+/// ending in those names), that derive is not added again. Field types of
+/// your own need `JsonSchema` too (`jetflow::schema::schemars`).
 ///
 /// # Equivalent code without the macro
 ///
 /// ```
+/// # use jetflow::schema::schemars::{Schema, SchemaGenerator};
 /// #[derive(::jetflow::__private::serde::Serialize, ::jetflow::__private::serde::Deserialize)]
 /// #[serde(crate = "::jetflow::__private::serde")]
+/// #[derive(::jetflow::__private::schemars::JsonSchema)]
+/// #[schemars(crate = "::jetflow::__private::schemars")]
 /// pub struct OrderCreated {
 ///     pub order_id: String,
 ///     pub total_cents: u64,
@@ -72,7 +77,28 @@ use proc_macro::TokenStream;
 ///     fn event_key(&self) -> Option<String> {
 ///         Some(self.order_id.to_string())
 ///     }
+///     fn schema(generator: &mut SchemaGenerator) -> Option<Schema> {
+///         Some(generator.subschema_for::<Self>())
+///     }
 /// }
+/// ```
+///
+/// With `upcast_from = OrderCreated` on a `v2` type, two more methods and a
+/// compile-time check of the chain (same name, newer version):
+///
+/// ```ignore
+/// fn history() -> Vec<jetflow::event::EventInfo> {
+///     jetflow::event::history_upcast::<OrderCreatedV2, OrderCreated>()
+/// }
+/// fn decode(version: &str, payload: &[u8]) -> Result<Self, jetflow::event::DecodeError> {
+///     jetflow::event::decode_upcast::<OrderCreatedV2, OrderCreated>(version, payload) // needs `From<OrderCreated>`
+/// }
+/// // next to the impl:
+/// const _: () = jetflow::__private::assert_upcast(
+///     (<OrderCreated as Event>::NAME, <OrderCreated as Event>::VERSION),
+///     ("order.created", "v2"),
+///     ["<different name>", "<same version>", "<older version>"],
+/// );
 /// ```
 #[proc_macro_attribute]
 pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {

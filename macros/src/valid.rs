@@ -135,9 +135,9 @@ pub(crate) fn event(cx: &Ctxt, event: &ast::Event) -> EventSpec {
             cx.error_spanned_by(
                 path,
                 format!(
-                    "`{}` cannot upcast from itself; `upcast_from` names the type of the previous version, \
-                     e.g. `upcast_from = {}V1`",
-                    item.ident, item.ident
+                    "`{}` cannot upcast from itself; `upcast_from` names the type of the previous version \
+                     of the event",
+                    item.ident
                 ),
             );
         }

@@ -51,6 +51,28 @@ pub struct OrderCreated {
     pub order_id: ::std::string::String,
 }
 
+/// Version 2 of the order, upcast from version 1.
+#[event(name = "order.created", version = "v2", upcast_from = OrderCreated)]
+pub struct OrderCreatedV2 {
+    pub order_id: ::std::string::String,
+    pub note: ::core::option::Option<::std::string::String>,
+}
+
+impl ::core::convert::From<OrderCreated> for OrderCreatedV2 {
+    fn from(v1: OrderCreated) -> Self {
+        OrderCreatedV2 {
+            order_id: v1.order_id,
+            note: ::core::option::Option::None,
+        }
+    }
+}
+
+/// Handles every version.
+#[handler(group = "hygiene-v2")]
+async fn handle_v2(order: OrderCreatedV2) {
+    let _ = (order.order_id, order.note);
+}
+
 #[derive(::core::clone::Clone)]
 struct Db;
 
@@ -84,5 +106,5 @@ fn main() {
         <handle as Handler>::OPTIONS.max_deliver,
         ::core::option::Option::Some(2)
     );
-    let _ = handle;
+    let _ = (handle, handle_v2);
 }
