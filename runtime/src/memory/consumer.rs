@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{self, DeliverPolicy};
 use tokio::time::Instant;
 
-use super::stream::Stream;
+use super::stream::{Message, Stream};
 use crate::event::subject_matches;
 use crate::topology::ConsumerState;
 
@@ -120,7 +120,12 @@ impl Consumer {
 
     /// The next message to deliver now, if any: redeliveries first (lowest
     /// sequence), then new messages, while `max_ack_pending` allows.
-    pub(super) fn take(&mut self, stream: &Stream, now: Instant) -> Option<Delivered> {
+    pub(super) fn take(
+        &mut self,
+        messages: &BTreeMap<u64, Message>,
+        last_sequence: u64,
+        now: Instant,
+    ) -> Option<Delivered> {
         self.sweep(now);
         loop {
             let ready = self
@@ -129,7 +134,7 @@ impl Consumer {
                 .find(|(_, s)| matches!(s.due, Due::RedeliverAt(t) if t <= now))
                 .map(|(&seq, _)| seq);
             let Some(seq) = ready else { break };
-            if !stream.messages.contains_key(&seq) {
+            if !messages.contains_key(&seq) {
                 // removed by the stream's limits meanwhile
                 self.slots.remove(&seq);
                 continue;
@@ -141,7 +146,7 @@ impl Consumer {
             return None;
         }
         let mut next = None;
-        for (&seq, m) in stream.messages.range(self.cursor + 1..) {
+        for (&seq, m) in messages.range(self.cursor + 1..) {
             self.cursor = seq;
             if matches_filter(&self.config, &m.subject) {
                 next = Some(seq);
@@ -149,7 +154,7 @@ impl Consumer {
             }
         }
         if next.is_none() {
-            self.cursor = self.cursor.max(stream.last_sequence);
+            self.cursor = self.cursor.max(last_sequence);
         }
         next.map(|seq| self.deliver(seq, now))
     }

@@ -556,31 +556,27 @@ impl Inbox {
     fn poll_once(&mut self, now: Instant) -> Result<Inbound, Option<Instant>> {
         let broker = self.broker.clone();
         let mut guard = broker.lock();
-        let Some(stream) = guard.streams.get_mut(&self.stream) else {
-            drop(guard);
-            return self.gone();
-        };
-        // Out of the map while it reads the stream; put back before unlocking.
-        let Some(mut consumer) = stream.consumers.remove(&self.durable) else {
-            drop(guard);
-            return self.gone();
-        };
-        let result = self.poll_consumer(&mut consumer, stream, now);
-        stream.consumers.insert(self.durable.clone(), consumer);
-        match result {
-            Some(r) => r,
-            None => {
-                drop(guard);
-                self.gone()
-            }
-        }
+        let polled = guard.streams.get_mut(&self.stream).and_then(|stream| {
+            // disjoint borrows: the consumer changes while the messages are read
+            let Stream {
+                messages,
+                last_sequence,
+                consumers,
+                ..
+            } = stream;
+            let consumer = consumers.get_mut(&self.durable)?;
+            self.poll_consumer(consumer, messages, *last_sequence, now)
+        });
+        drop(guard);
+        polled.unwrap_or_else(|| self.gone())
     }
 
     /// `None`: this inbox's consumer is gone (a new one has the name).
     fn poll_consumer(
         &mut self,
         consumer: &mut Consumer,
-        stream: &Stream,
+        messages: &BTreeMap<u64, stream::Message>,
+        last_sequence: u64,
         now: Instant,
     ) -> Option<Result<Inbound, Option<Instant>>> {
         if Some(consumer.incarnation) != self.incarnation {
@@ -595,7 +591,7 @@ impl Inbox {
         if self.requests.is_empty() {
             return Some(Err(None));
         }
-        if let Some(d) = consumer.take(stream, now) {
+        if let Some(d) = consumer.take(messages, last_sequence, now) {
             if let Some(front) = self.requests.front_mut() {
                 front.remaining -= 1;
                 front.next_heartbeat = now + front.heartbeat;
@@ -604,7 +600,7 @@ impl Inbox {
                 }
             }
             consumer.waiting.insert(self.id, self.waiting());
-            let m = &stream.messages[&d.stream_sequence];
+            let m = &messages[&d.stream_sequence];
             let delivery = Delivery {
                 subject: m.subject.clone(),
                 headers: Some(m.headers.clone()),
