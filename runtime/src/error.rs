@@ -7,7 +7,7 @@ use crate::publish::PublishError;
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
-/// `Result` with jetflow's [`Error`].
+/// `Result` with jetflow's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can stop an [`App`](crate::App) or a jetflow call.

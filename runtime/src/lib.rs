@@ -10,7 +10,6 @@ pub mod dlq;
 mod error;
 pub mod event;
 pub mod handler;
-pub mod memory;
 pub mod publish;
 mod retry;
 pub mod schema;
@@ -18,21 +17,24 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topology;
-mod transport;
+pub mod transport;
 
 pub use app::{App, AppHandle, ConnectOptions, WaitError};
 pub use error::{Error, Result};
-pub use event::Event;
+pub use event::{Event, Notification};
 pub use handler::{Context, Handler, HandlerError, State};
 pub use publish::{Bus, PubAck, PublishError};
 pub use telemetry::HandlerStats;
+pub use transport::{Headers, memory};
 
 #[cfg(feature = "macros")]
 pub use jetflow_macros::{event, handler};
 
 /// Everything a service usually needs: `use jetflow::prelude::*;`.
 pub mod prelude {
-    pub use crate::{App, Bus, Context, Event, Handler, HandlerError, State};
+    pub use crate::{
+        App, Bus, Context, Event, Handler, HandlerError, Headers, Notification, State,
+    };
     #[cfg(feature = "macros")]
     pub use crate::{event, handler};
 }
@@ -40,7 +42,6 @@ pub mod prelude {
 /// Paths used by the code `#[event]` and `#[handler]` generate. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use async_nats;
     pub use schemars;
     pub use serde;
     pub use serde_json;

@@ -475,7 +475,10 @@ async fn main() -> anyhow::Result<()> {
     let url = server.url();
     let client = async_nats::connect(&url).await?;
     let js = jetstream::new(client.clone());
-    let bus = Bus::new(client.clone(), "bench");
+    let bus = Bus::on(
+        jetflow::transport::nats::NatsTransport::from_client(client.clone()),
+        "bench",
+    );
     for (name, subject) in [("BENCH", "bench.>"), (RAW_STREAM, "rawbench.>")] {
         // What jetflow creates by default: file storage, 2 min dedup window.
         js.create_stream(stream::Config {

@@ -193,6 +193,14 @@ where
     }
 }
 
+/// The NATS client under an app's bus (the app must run on NATS).
+pub fn nats_client(bus: &Bus) -> async_nats::Client {
+    jetflow::transport::nats::NatsTransport::of(bus)
+        .expect("the app runs on NATS")
+        .client()
+        .clone()
+}
+
 /// The server's view of a durable consumer.
 pub async fn consumer_info(
     url: &str,

@@ -13,10 +13,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jetflow::__private::async_nats::HeaderMap;
 use jetflow::prelude::*;
 use jetflow::testing::NatsServer;
-use jetflow::topology::{ConsumerState, consumer_state};
+use jetflow::topology::ConsumerState;
 use jetflow::{AppHandle, HandlerStats};
 use jetflow_tests::{Ledger, WAIT, dead_letters};
 
@@ -72,7 +71,8 @@ impl Broker {
 }
 
 async fn state(app: &AppHandle, stream: &str, durable: &str) -> ConsumerState {
-    consumer_state(app.bus(), stream, durable)
+    app.bus()
+        .consumer_state(stream, durable)
         .await
         .expect("consumer state readable")
 }
@@ -168,7 +168,7 @@ pub struct Parcel {
 
 /// What `receive_parcel` saw: the event and the headers it came with.
 #[derive(Clone, Default)]
-struct Parcels(Arc<Mutex<Vec<(Parcel, HeaderMap, String)>>>);
+struct Parcels(Arc<Mutex<Vec<(Parcel, Headers, String)>>>);
 
 #[handler(group = "post")]
 async fn receive_parcel(
@@ -202,7 +202,7 @@ async fn payload_and_headers_intact(b: Broker) {
     };
     app.bus().publish(&typed).await.expect("typed publish");
     // a foreign producer: its own headers, JSON written by hand
-    let mut headers = HeaderMap::new();
+    let mut headers = Headers::new();
     headers.insert("ce-id", "foreign-7");
     headers.insert("x-tenant", "acme");
     headers.insert(
@@ -224,7 +224,7 @@ async fn payload_and_headers_intact(b: Broker) {
     let (first, h1, subject1) = &got[0];
     assert_eq!(first, &typed);
     assert_eq!(subject1, "parcel.v1");
-    let h = |m: &HeaderMap, k: &str| m.get(k).map(|v| v.as_str().to_owned());
+    let h = |m: &Headers, k: &str| m.get(k).map(str::to_owned);
     assert_eq!(h(h1, "ce-type").as_deref(), Some("parcel.v1"));
     assert_eq!(h(h1, "ce-source").as_deref(), Some("parcels"));
     assert_eq!(h(h1, "ce-specversion").as_deref(), Some("1.0"));
@@ -460,10 +460,10 @@ async fn undecodable_payload_dead_lettered_without_retry(b: Broker) {
     let ledger = Ledger::default();
     let app = b.start(&ledger, never_called).await;
     let bus = app.bus();
-    bus.publish_raw("job.v1", HeaderMap::new(), r#"{"key": 42"#.into())
+    bus.publish_raw("job.v1", Headers::new(), r#"{"key": 42"#.into())
         .await
         .expect("truncated JSON stored");
-    bus.publish_raw("job.v1", HeaderMap::new(), r#"{"key": 42}"#.into())
+    bus.publish_raw("job.v1", Headers::new(), r#"{"key": 42}"#.into())
         .await
         .expect("wrong type stored");
     let dead = dead_letters(bus, 2).await;
@@ -625,8 +625,8 @@ async fn max_deliver_then_dlq(b: Broker) {
     assert_eq!(d.handler, "always_fails");
     assert_eq!(d.group, "doomed");
     assert_eq!(&d.payload[..], br#"{"key":"d"}"#);
-    assert_eq!(d.headers.get("ce-type").map(|v| v.as_str()), Some("job.v1"));
-    assert_eq!(d.headers.get("ce-id").map(|v| v.as_str()), Some("job.v1:d"));
+    assert_eq!(d.headers.get("ce-type"), Some("job.v1"));
+    assert_eq!(d.headers.get("ce-id"), Some("job.v1:d"));
 }
 
 // ------------------------------------------------------------------ term

@@ -32,7 +32,7 @@ async fn a_newer_version_is_never_decoded_as_the_current_one() {
     let server = server().await;
     let ledger = Ledger::default();
     let app = start(&server, &ledger, any_version).await;
-    let js = async_nats::jetstream::new(app.bus().client().expect("a NATS app").clone());
+    let js = async_nats::jetstream::new(jetflow_tests::nats_client(app.bus()));
     // Same shape, so a careless consumer would decode it as v1.
     js.publish("ping.v2", "{\"key\": \"v2\"}".into())
         .await

@@ -66,7 +66,7 @@ async fn declared_streams_and_consumers_are_created() {
     assert_eq!(info.config.ack_wait, Duration::from_secs(10));
     assert_eq!(info.config.max_deliver, 4);
     assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
-    let js = async_nats::jetstream::new(app.bus().client().expect("a NATS app").clone());
+    let js = async_nats::jetstream::new(jetflow_tests::nats_client(app.bus()));
     let mut parcel = js.get_stream("PARCEL").await.unwrap();
     assert_eq!(
         parcel.info().await.unwrap().config.subjects,
@@ -151,7 +151,7 @@ async fn a_consumer_deleted_while_running_is_recreated_and_consumption_resumes()
     ledger
         .wait_until(WAIT, "first parcel", |e| e.len() == 1)
         .await;
-    let js = async_nats::jetstream::new(app.bus().client().expect("a NATS app").clone());
+    let js = async_nats::jetstream::new(jetflow_tests::nats_client(app.bus()));
     js.get_stream("PARCEL")
         .await
         .unwrap()

@@ -72,7 +72,10 @@ async fn bill_v1(
 
 async fn producer(url: &str, name: &str) -> Bus {
     let client = async_nats::connect(url).await.expect("producer connects");
-    Bus::new(client, name)
+    Bus::on(
+        jetflow::transport::nats::NatsTransport::from_client(client),
+        name,
+    )
 }
 
 async fn start_app<H: Handler>(url: &str, ledger: &Ledger, handler: H) -> AppHandle {

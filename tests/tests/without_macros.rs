@@ -88,7 +88,7 @@ async fn hand_written_event_and_handler_round_trip_with_headers() {
     assert_eq!(ledger.entries()[0].key, "p1:250");
 
     // The wire contract: plain JSON and CloudEvents headers.
-    let js = async_nats::jetstream::new(app.bus().client().expect("a NATS app").clone());
+    let js = async_nats::jetstream::new(jetflow_tests::nats_client(app.bus()));
     let raw = js
         .get_stream("PAYMENT")
         .await

@@ -1,11 +1,14 @@
-//! The consume loop of one handler: pull requests sized to free handler
-//! slots, handler calls run concurrently inside the loop's task (no task
-//! spawned per message), the
-//! ack / nak / DLQ+term decision, automatic progress acks, supervision of
-//! heartbeats, reconnects and consumer deletion, and graceful shutdown.
+//! The consume loop of one handler, above the transport seam: credits
+//! sized to free handler slots, handler calls run concurrently inside the
+//! loop's task (no task spawned per message), the ack / retry / DLQ+reject
+//! decision, automatic progress signals, the emulation of what a broker
+//! lacks, recovery of a lost subscription, and graceful shutdown.
 
-mod pull;
+mod flow;
+mod process;
 mod worker;
+
+pub(crate) use process::Process;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,22 +16,47 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::handler::{Extensions, Handler};
+use crate::handler::Extensions;
 use crate::publish::Bus;
 use crate::retry::RetryPolicy;
 use crate::telemetry::Counters;
-use crate::topology::{ConsumerSpec, TopologyPolicy};
-use crate::transport::Transport as _;
+use crate::topology::{ConsumerDecl, TopologyPolicy};
+use crate::transport::{Capabilities, Transport};
 
-pub(crate) use pull::PullSettings;
+/// Where a handler's messages come from.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    /// A durable consumer of a stream.
+    Durable(ConsumerDecl),
+    /// Notifications on `subject`: every replica, or one per `queue` group.
+    Notifications {
+        subject: String,
+        queue: Option<String>,
+    },
+}
+
+impl Source {
+    /// `ORDER/inventory--order_created`, or the notification subject.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Source::Durable(c) => format!("{}/{}", c.stream, c.durable),
+            Source::Notifications { subject, queue } => match queue {
+                Some(q) => format!("notifications {subject} (queue group {q})"),
+                None => format!("notifications {subject}"),
+            },
+        }
+    }
+}
 
 /// Everything one handler's loop needs, resolved at start-up.
 #[derive(Debug)]
 pub(crate) struct Binding {
     pub(crate) handler: &'static str,
     pub(crate) group: String,
-    pub(crate) consumer: ConsumerSpec,
-    /// Server-effective ack wait (drives automatic progress acks).
+    pub(crate) source: Source,
+    /// What the source does natively (a notification: nothing).
+    pub(crate) caps: Capabilities,
+    /// Broker-effective ack wait (drives automatic progress signals).
     pub(crate) ack_wait: Duration,
     pub(crate) concurrency: usize,
     pub(crate) dead_letter: bool,
@@ -43,7 +71,6 @@ pub(crate) struct Env {
     pub(crate) extensions: Arc<Extensions>,
     pub(crate) policy: TopologyPolicy,
     pub(crate) grace: Duration,
-    pub(crate) pull: PullSettings,
 }
 
 /// Runs the handler until `stop` is cancelled (then drains gracefully) or
@@ -53,8 +80,9 @@ pub(crate) struct Env {
 /// `concurrency` at a time): no task is spawned and no message crosses a
 /// channel on its way to the handler. A handler that does heavy CPU work
 /// should move it to `tokio::task::spawn_blocking`.
-pub(crate) async fn run<H: Handler>(
-    handler: Arc<H>,
+pub(crate) async fn run<T: Transport>(
+    transport: T,
+    handler: Arc<dyn Process>,
     binding: Arc<Binding>,
     env: Env,
     stop: CancellationToken,
@@ -64,28 +92,30 @@ pub(crate) async fn run<H: Handler>(
         binding: binding.clone(),
         bus: env.bus.clone(),
         extensions: env.extensions.clone(),
+        stopping: stop.clone(),
         abort: CancellationToken::new(),
     });
-    let mut puller = pull::Puller::new(&env, &binding, shared.clone());
-    let result = puller.pull_until(&stop).await;
+    let mut flow = flow::Flow::new(&transport, &env, &binding, shared.clone());
+    let result = flow.run_until(&stop).await;
 
-    // Graceful drain: stop pulling and nak what arrived but was not started;
-    // in-flight handlers get the grace period, then are dropped and nak'd.
-    puller.stop_pulling().await;
-    if tokio::time::timeout(env.grace, puller.finish_in_flight())
+    // Graceful drain: stop receiving and give back what arrived but was not
+    // started; in-flight handlers get the grace period, then are dropped and
+    // retried.
+    flow.stop_receiving().await;
+    if tokio::time::timeout(env.grace, flow.finish_in_flight())
         .await
         .is_err()
     {
         tracing::warn!(
             handler = binding.handler,
             grace = ?env.grace,
-            "handlers still running after the shutdown grace period; cancelling them and nak'ing their messages"
+            "handlers still running after the shutdown grace period; cancelling them and retrying their messages"
         );
         shared.abort.cancel();
-        puller.finish_in_flight().await;
+        flow.finish_in_flight().await;
     }
-    if let Err(e) = env.bus.transport().flush().await {
-        tracing::warn!(handler = binding.handler, error = %e, "could not flush acks before stopping; unacked messages will be redelivered after ack_wait");
+    if let Err(e) = transport.flush().await {
+        tracing::warn!(handler = binding.handler, error = %e, "could not flush settlements before stopping; unsettled messages will be redelivered after ack_wait");
     }
     result
 }

@@ -1,5 +1,7 @@
 //! One message: decode, call the handler (catching panics, sending
-//! progress acks), then ack / nak / dead-letter + term.
+//! progress signals), then ack / retry / dead-letter + reject, emulating
+//! what the broker lacks: a delay it cannot wait is waited here, and a
+//! message it cannot redeliver (a notification) is retried here.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -10,101 +12,159 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Binding;
+use super::{Binding, Process};
 use crate::dlq;
-use crate::handler::context::Inner;
-use crate::handler::{Context, Extensions, Handler, HandlerError};
+use crate::handler::context::{Inner, NoProgress, WithProgress};
+use crate::handler::{BoxFuture, Context, Extensions, HandlerError};
 use crate::publish::{Bus, headers};
 use crate::retry::Action;
 use crate::telemetry::Outcome;
-use crate::transport::{Acker, Delivery, Signal};
+use crate::transport::{Acker, DeliveryInfo, Headers, Message, Settle};
 
-pub(super) struct Shared<H> {
-    pub(super) handler: Arc<H>,
+pub(super) struct Shared {
+    pub(super) handler: Arc<dyn Process>,
     pub(super) binding: Arc<Binding>,
     pub(super) bus: Bus,
     pub(super) extensions: Arc<Extensions>,
+    /// Cancelled when the app stops: a retry delay waited here ends early.
+    pub(super) stopping: CancellationToken,
     /// Cancelled when the shutdown grace period is over: running handlers
-    /// are dropped and their messages nak'd.
+    /// are dropped and their messages given back.
     pub(super) abort: CancellationToken,
 }
 
-impl<H: Handler> Shared<H> {
-    pub(super) async fn process(&self, d: Delivery) {
-        let event_id = d
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(headers::ID))
-            .map(|v| v.as_str().to_owned());
+/// How a wait for a retry delay ended.
+enum Waited {
+    Elapsed,
+    /// The app is stopping.
+    Stopping,
+    Aborted,
+}
+
+impl Shared {
+    pub(super) async fn process<A: Acker>(&self, m: Message<A>) {
+        let event_id = m.headers.get(headers::ID).map(str::to_owned);
         let span = tracing::info_span!(
             "jetflow.handle",
             handler = self.binding.handler,
-            subject = %d.subject,
-            stream = %d.info.stream,
-            consumer = %d.info.consumer,
-            seq = d.info.stream_sequence,
-            delivered = d.info.delivered,
+            subject = %m.subject,
+            stream = %m.info.stream,
+            consumer = %m.info.consumer,
+            seq = m.info.stream_sequence,
+            delivered = m.info.delivered,
             event_id = event_id.as_deref().unwrap_or(""),
             outcome = tracing::field::Empty,
         );
-        self.handle(d, event_id).instrument(span).await;
+        self.handle(m, event_id).instrument(span).await;
     }
 
-    async fn handle(&self, mut d: Delivery, event_id: Option<String>) {
-        self.binding.stats.record(Outcome::Received);
-        let decoded = self.decode(&d.subject, &d.payload);
-        let headers = d.headers.take().unwrap_or_default();
-        let event = match decoded {
-            Ok(event) => event,
-            Err(reason) => {
-                let action = Action::DeadLetter { reason };
-                return self.apply(action, &d, &headers).await;
+    async fn handle<A: Acker>(&self, m: Message<A>, event_id: Option<String>) {
+        let Message {
+            subject,
+            mut headers,
+            payload,
+            mut info,
+            acker,
+            ..
+        } = m;
+        let mut subject = Some(subject);
+        // More than one attempt only where the broker cannot redeliver.
+        loop {
+            self.binding.stats.record(Outcome::Received);
+            let ctx = self.context(
+                subject.take().unwrap_or_default(),
+                event_id.clone(),
+                info.clone(),
+                headers,
+                &acker,
+            );
+            // `kept` reads the subject and headers back after the call.
+            let kept = ctx.clone();
+            let call = match self.handler.call(kept.subject(), &payload, ctx) {
+                Ok(call) => call,
+                Err(e) => {
+                    self.binding.stats.record(Outcome::Undecodable);
+                    let action = Action::DeadLetter {
+                        reason: e.to_string(),
+                    };
+                    return self.apply(action, &kept, &info, &payload, &acker).await;
+                }
+            };
+            let Some(result) = self.call(call, &acker).await else {
+                // Aborted at the end of the shutdown grace period.
+                tracing::Span::current().record("outcome", "aborted");
+                self.settle(&acker, Settle::Retry(Duration::ZERO)).await;
+                return;
+            };
+            let action = self
+                .binding
+                .retry
+                .decide(info.delivered, result.as_ref().map(|_| ()));
+            if let (Err(error), Action::Nak(delay)) = (&result, &action) {
+                tracing::warn!(%error, ?delay, "handler failed; retrying after delay");
             }
-        };
-        // The headers move into the context; `kept` reads them back for a DLQ copy.
-        let ctx = Context::new(Inner {
-            handler: self.binding.handler,
-            event_id,
-            subject: d.subject.clone(),
-            info: d.info.clone(),
-            headers,
-            acker: Some(d.acker.clone()),
-            bus: self.bus.clone(),
-            extensions: self.extensions.clone(),
-        });
-        let kept = ctx.clone();
-        let Some(result) = self.call(event, ctx, &d.acker).await else {
-            // Aborted at the end of the shutdown grace period.
-            tracing::Span::current().record("outcome", "aborted");
-            self.signal(&d.acker, Signal::Nak(None)).await;
-            return;
-        };
-        let action = self
-            .binding
-            .retry
-            .decide(d.info.delivered, result.as_ref().map(|_| ()));
-        if let (Err(error), Action::Nak(delay)) = (&result, &action) {
-            tracing::warn!(%error, ?delay, "handler failed; retrying after delay");
+            match action {
+                Action::Nak(delay) if !self.binding.caps.redelivery => {
+                    // Nothing would bring it back: retry here, after the delay.
+                    self.binding.stats.record(Outcome::Retried);
+                    match self.wait(delay, &acker).await {
+                        Waited::Elapsed => {}
+                        Waited::Stopping | Waited::Aborted => {
+                            tracing::Span::current().record("outcome", "dropped");
+                            tracing::warn!(
+                                "the app stops before the retry; the notification is dropped (nothing stores it)"
+                            );
+                            return;
+                        }
+                    }
+                    info.delivered += 1;
+                    subject = Some(kept.subject().to_owned());
+                    headers = kept.headers().clone();
+                }
+                action => return self.apply(action, &kept, &info, &payload, &acker).await,
+            }
         }
-        self.apply(action, &d, kept.headers()).await;
     }
 
-    fn decode(&self, subject: &str, payload: &[u8]) -> Result<H::Event, String> {
-        crate::event::decode_subject::<H::Event>(subject, payload).map_err(|e| e.to_string())
-    }
-
-    /// Runs the handler, sending `+WPI` every ack_wait/2 while it runs.
-    /// `None` when aborted by shutdown.
-    async fn call(
+    fn context<A: Acker>(
         &self,
-        event: H::Event,
-        ctx: Context,
-        acker: &Acker,
+        subject: String,
+        event_id: Option<String>,
+        info: DeliveryInfo,
+        headers: Headers,
+        acker: &A,
+    ) -> Context {
+        macro_rules! inner {
+            ($progress:expr) => {
+                Inner {
+                    handler: self.binding.handler,
+                    event_id,
+                    subject,
+                    info,
+                    headers,
+                    bus: self.bus.clone(),
+                    extensions: self.extensions.clone(),
+                    progress: $progress,
+                }
+            };
+        }
+        if self.binding.caps.progress {
+            Context::new(inner!(WithProgress(acker.clone())))
+        } else {
+            Context::new(inner!(NoProgress))
+        }
+    }
+
+    /// Runs the handler, sending progress every ack_wait/2 while it runs.
+    /// `None` when aborted by shutdown.
+    async fn call<A: Acker>(
+        &self,
+        call: BoxFuture<'static, Result<(), HandlerError>>,
+        acker: &A,
     ) -> Option<Result<(), HandlerError>> {
-        let fut = AssertUnwindSafe(self.handler.call(event, ctx)).catch_unwind();
+        let fut = AssertUnwindSafe(call).catch_unwind();
         tokio::pin!(fut);
-        let every = (self.binding.ack_wait / 2).max(Duration::from_millis(1));
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut ticker = self.progress_ticker();
         loop {
             tokio::select! {
                 biased;
@@ -119,69 +179,124 @@ impl<H: Handler> Shared<H> {
                         }
                     });
                 }
-                _ = ticker.tick() => {
-                    tracing::debug!("handler still running; sending in-progress ack");
-                    self.signal(acker, Signal::Progress).await;
+                _ = tick(&mut ticker) => {
+                    tracing::debug!("handler still running; sending in-progress");
+                    self.settle(acker, Settle::Progress).await;
                 }
                 () = self.abort.cancelled() => return None,
             }
         }
     }
 
-    async fn apply(&self, action: Action, d: &Delivery, headers: &async_nats::HeaderMap) {
+    /// Every ack_wait/2, where the broker has progress signals.
+    fn progress_ticker(&self) -> Option<tokio::time::Interval> {
+        self.binding.caps.progress.then(|| {
+            let every = (self.binding.ack_wait / 2).max(Duration::from_millis(1));
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+        })
+    }
+
+    /// Waits out a retry delay the broker cannot wait, keeping the message
+    /// alive with progress signals meanwhile.
+    async fn wait<A: Acker>(&self, delay: Duration, acker: &A) -> Waited {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        let mut ticker = self.progress_ticker();
+        loop {
+            tokio::select! {
+                biased;
+                () = self.abort.cancelled() => return Waited::Aborted,
+                () = self.stopping.cancelled() => return Waited::Stopping,
+                () = &mut sleep => return Waited::Elapsed,
+                _ = tick(&mut ticker) => self.settle(acker, Settle::Progress).await,
+            }
+        }
+    }
+
+    async fn apply<A: Acker>(
+        &self,
+        action: Action,
+        ctx: &Context,
+        info: &DeliveryInfo,
+        payload: &bytes::Bytes,
+        acker: &A,
+    ) {
         let span = tracing::Span::current();
-        let acker = &d.acker;
+        let stats = &self.binding.stats;
         match action {
             Action::Ack => {
                 span.record("outcome", "ack");
-                self.binding.stats.record(Outcome::Acked);
-                self.signal(acker, Signal::Ack).await;
+                stats.record(Outcome::Acked);
+                self.settle(acker, Settle::Ack).await;
             }
             Action::Nak(delay) => {
-                span.record("outcome", "nak");
-                self.binding.stats.record(Outcome::Retried);
-                self.signal(acker, Signal::Nak(Some(delay))).await;
+                span.record("outcome", "retry");
+                stats.record(Outcome::Retried);
+                self.retry(delay, acker).await;
             }
             Action::DeadLetter { reason } => {
                 if !self.binding.dead_letter {
-                    span.record("outcome", "term");
-                    self.binding.stats.record(Outcome::Terminated);
-                    tracing::error!(%reason, "terminating message (dead-lettering is off for this handler)");
-                    self.signal(acker, Signal::Term).await;
+                    span.record("outcome", "reject");
+                    stats.record(Outcome::Terminated);
+                    tracing::error!(%reason, "rejecting the message (dead-lettering is off for this handler)");
+                    self.settle(acker, Settle::Reject).await;
                     return;
                 }
                 let record = dlq::Record {
                     group: &self.binding.group,
                     handler: self.binding.handler,
-                    subject: &d.subject,
-                    stream: &d.info.stream,
-                    sequence: d.info.stream_sequence,
-                    delivered: d.info.delivered,
+                    subject: ctx.subject(),
+                    stream: &info.stream,
+                    sequence: info.stream_sequence,
+                    delivered: info.delivered,
                     reason: &reason,
                 };
-                match dlq::capture(&self.bus, record, Some(headers), d.payload.clone()).await {
+                match dlq::capture(&self.bus, record, ctx.headers(), payload.clone()).await {
                     Ok(ack) => {
                         span.record("outcome", "dead-lettered");
-                        self.binding.stats.record(Outcome::DeadLettered);
-                        tracing::error!(%reason, dlq_seq = ack.sequence, "dead-lettered message, then terminated it");
-                        self.signal(acker, Signal::Term).await;
+                        stats.record(Outcome::DeadLettered);
+                        tracing::error!(%reason, dlq_seq = ack.sequence, "dead-lettered message, then rejected it");
+                        self.settle(acker, Settle::Reject).await;
                     }
                     Err(e) => {
                         span.record("outcome", "dlq-failed");
-                        self.binding.stats.record(Outcome::Retried);
-                        let delay = self.binding.retry.delay(d.info.delivered);
-                        tracing::error!(%reason, error = %e, ?delay, "could not copy the message to the DLQ; leaving it for redelivery instead of terminating it");
-                        self.signal(acker, Signal::Nak(Some(delay))).await;
+                        stats.record(Outcome::Retried);
+                        let delay = self.binding.retry.delay(info.delivered);
+                        tracing::error!(%reason, error = %e, ?delay, "could not copy the message to the DLQ; leaving it for redelivery instead of rejecting it");
+                        self.retry(delay, acker).await;
                     }
                 }
             }
         }
     }
 
-    async fn signal(&self, acker: &Acker, signal: Signal) {
-        if let Err(e) = acker.signal(signal).await {
-            tracing::warn!(error = %e, ?signal, "could not send ack signal; the server will redeliver after ack_wait");
+    /// Asks for a redelivery after `delay`: on the broker where it can
+    /// wait, else after waiting here.
+    async fn retry<A: Acker>(&self, delay: Duration, acker: &A) {
+        if !delay.is_zero() && !self.binding.caps.delayed_retry {
+            if let Waited::Aborted = self.wait(delay, acker).await {
+                return;
+            }
+            // elapsed, or stopping: either way another delivery may come now
+            self.settle(acker, Settle::Retry(Duration::ZERO)).await;
+            return;
         }
+        self.settle(acker, Settle::Retry(delay)).await;
+    }
+
+    async fn settle<A: Acker>(&self, acker: &A, settle: Settle) {
+        if let Err(e) = acker.settle(settle).await {
+            tracing::warn!(error = %e, ?settle, "could not settle the message");
+        }
+    }
+}
+
+async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -6,10 +6,12 @@
 //! same message twice (e.g. after a crash between DLQ publish and term)
 //! stores it once.
 
-use async_nats::HeaderMap;
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use crate::publish::{Bus, PubAck, PublishError};
+use crate::transport::Headers;
 
 /// Default name of the dead-letter stream.
 pub const STREAM: &str = "DLQ";
@@ -57,7 +59,7 @@ pub struct DeadLetter {
     /// Original payload, unchanged.
     pub payload: Bytes,
     /// Original headers plus the `jetflow-dlq-*` ones.
-    pub headers: HeaderMap,
+    pub headers: Headers,
 }
 
 /// Where and why a message is dead-lettered.
@@ -80,7 +82,7 @@ pub(crate) fn subject(group: &str, original_subject: &str) -> String {
 pub(crate) async fn capture(
     bus: &Bus,
     record: Record<'_>,
-    original_headers: Option<&HeaderMap>,
+    original_headers: &Headers,
     payload: Bytes,
 ) -> Result<PubAck, PublishError> {
     // header values cannot carry line breaks
@@ -92,19 +94,21 @@ pub(crate) async fn capture(
     let sequence = record.sequence.to_string();
     let delivered = record.delivered.to_string();
     let make_headers = || {
-        let mut h = original_headers.cloned().unwrap_or_default();
-        h.insert(headers::SUBJECT, record.subject);
-        h.insert(headers::STREAM, record.stream);
+        let mut h = original_headers.clone();
+        // a transport's own headers (`Nats-Msg-Id`) belong to the original
+        h.remove(crate::transport::nats::MSG_ID);
+        h.insert(headers::SUBJECT, record.subject.to_owned());
+        h.insert(headers::STREAM, record.stream.to_owned());
         h.insert(headers::SEQUENCE, sequence.as_str());
         h.insert(headers::DELIVERED, delivered.as_str());
         h.insert(headers::ERROR, reason.as_str());
         h.insert(headers::HANDLER, record.handler);
-        h.insert(headers::GROUP, record.group);
+        h.insert(headers::GROUP, record.group.to_owned());
         h
     };
     let id = format!("dlq:{}:{}", record.stream, record.sequence);
     bus.publish_message(
-        subject(record.group, record.subject).into(),
+        Cow::Owned(subject(record.group, record.subject)),
         make_headers,
         payload,
         &id,
@@ -122,17 +126,11 @@ pub(crate) async fn capture(
 /// # Ok(()) }
 /// ```
 pub async fn list(bus: &Bus) -> Result<Vec<DeadLetter>, crate::Error> {
-    use crate::transport::Transport as _;
-    let stored = bus.transport().stream_messages(STREAM).await?;
+    let stored = bus.read_stream(STREAM).await?;
     Ok(stored
         .into_iter()
         .map(|msg| {
-            let get = |name: &str| {
-                msg.headers
-                    .get(name)
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default()
-            };
+            let get = |name: &str| msg.headers.get(name).map(str::to_owned).unwrap_or_default();
             DeadLetter {
                 dlq_sequence: msg.sequence,
                 subject: get(headers::SUBJECT),

@@ -1,5 +1,6 @@
 //! Typed events: the [`Event`] trait and the rules for names, versions and subjects.
 
+pub mod headers;
 mod subject;
 mod version;
 
@@ -53,6 +54,11 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// upper-cased (`order.created` -> `ORDER`).
     const STREAM: &'static str;
 
+    /// `true` for a notification (`#[event(notification)]`): published
+    /// without persistence (core NATS), heard by the handlers connected at
+    /// that moment; no stream stores it. See [`Notification`].
+    const NOTIFICATION: bool = false;
+
     /// Business key used to derive a stable event id (and so the
     /// `Nats-Msg-Id` used for server-side deduplication). `None` means a
     /// fresh UUIDv7 per publish.
@@ -84,6 +90,14 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
         decode_own::<Self>(version, payload)
     }
 }
+
+/// An event published as a notification: no stream stores it, every
+/// replica (or one replica per queue group) connected at the time hears it,
+/// and nothing is redelivered. For cache invalidations, configuration
+/// changes, presence: anything a late listener does not need.
+/// `#[event(version = "v1", notification)]` implements it; publish with
+/// [`Bus::notify`](crate::Bus::notify).
+pub trait Notification: Event {}
 
 /// The subjects a stream needs so that it stores an event: `{first token}.>`.
 pub(crate) fn stream_subject_of(name: &str) -> String {

@@ -51,6 +51,9 @@ pub struct HandlerOptions {
     pub dead_letter: Option<bool>,
     /// Start position of a new durable consumer.
     pub deliver: Option<DeliverPolicy>,
+    /// For a notification: every replica hears each one (`true`), instead
+    /// of one replica of the group (the default).
+    pub broadcast: bool,
 }
 
 /// Default delays between attempts.
@@ -73,6 +76,7 @@ impl HandlerOptions {
             concurrency: None,
             dead_letter: None,
             deliver: None,
+            broadcast: false,
         }
     }
     /// Sets the subject filter.
@@ -113,6 +117,12 @@ impl HandlerOptions {
     /// Sets where a new durable consumer starts.
     pub const fn deliver(mut self, policy: DeliverPolicy) -> Self {
         self.deliver = Some(policy);
+        self
+    }
+    /// For a notification handler: every replica hears each notification,
+    /// not one replica of the group.
+    pub const fn broadcast(mut self) -> Self {
+        self.broadcast = true;
         self
     }
 

@@ -1,13 +1,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use async_nats::HeaderMap;
 use time::OffsetDateTime;
 
-use super::Extensions;
-use crate::event::Event;
+use super::{BoxFuture, Extensions};
+use crate::event::{Event, Notification};
 use crate::publish::{Bus, PubAck, PublishError};
-use crate::transport::{Acker, Info, Signal};
+use crate::transport::{Acker, DeliveryInfo, Headers, Settle, SettleError};
 
 /// Metadata of the message being handled, plus the ability to publish
 /// (with correlation) and to signal progress.
@@ -15,25 +14,49 @@ use crate::transport::{Acker, Info, Signal};
 /// Take it as a handler argument: `async fn h(e: MyEvent, ctx: Context)`.
 #[derive(Clone)]
 pub struct Context {
-    inner: Arc<Inner>,
+    inner: Arc<Inner<dyn Progress>>,
 }
 
-pub(crate) struct Inner {
+/// One delivery's context; `progress` is the transport's acker, unsized in
+/// [`Context`] so that the context costs one allocation per message.
+pub(crate) struct Inner<P: ?Sized> {
     pub(crate) handler: &'static str,
     pub(crate) event_id: Option<String>,
     pub(crate) subject: String,
-    pub(crate) info: Info,
-    pub(crate) headers: HeaderMap,
-    pub(crate) acker: Option<Acker>,
+    pub(crate) info: DeliveryInfo,
+    pub(crate) headers: Headers,
     pub(crate) bus: Bus,
     pub(crate) extensions: Arc<Extensions>,
+    pub(crate) progress: P,
+}
+
+/// Sends an in-progress signal for the delivery.
+pub(crate) trait Progress: Send + Sync {
+    fn progress(&self) -> BoxFuture<'_, Result<(), SettleError>>;
+}
+
+/// The acker of a transport that has progress signals.
+pub(crate) struct WithProgress<A>(pub(crate) A);
+
+impl<A: Acker> Progress for WithProgress<A> {
+    fn progress(&self) -> BoxFuture<'_, Result<(), SettleError>> {
+        Box::pin(self.0.settle(Settle::Progress))
+    }
+}
+
+/// A delivery whose transport has no progress signal (nothing to send).
+pub(crate) struct NoProgress;
+
+impl Progress for NoProgress {
+    fn progress(&self) -> BoxFuture<'_, Result<(), SettleError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 impl Context {
-    pub(crate) fn new(inner: Inner) -> Self {
-        Context {
-            inner: Arc::new(inner),
-        }
+    pub(crate) fn new<P: Progress + 'static>(inner: Inner<P>) -> Self {
+        let inner: Arc<Inner<dyn Progress>> = Arc::new(inner);
+        Context { inner }
     }
     /// The handler's name.
     pub fn handler(&self) -> &'static str {
@@ -53,19 +76,19 @@ impl Context {
     pub fn version(&self) -> Option<&str> {
         crate::event::version_of(&self.inner.subject)
     }
-    /// The stream that stores the message.
+    /// The stream that stores the message (empty for a notification).
     pub fn stream(&self) -> &str {
         &self.inner.info.stream
     }
-    /// The durable consumer delivering it.
+    /// The durable consumer (or queue group) delivering it.
     pub fn consumer(&self) -> &str {
         &self.inner.info.consumer
     }
-    /// Sequence of the message in its stream.
+    /// Sequence of the message in its stream (0 for a notification).
     pub fn stream_sequence(&self) -> u64 {
         self.inner.info.stream_sequence
     }
-    /// Sequence of this delivery in the consumer.
+    /// Sequence of this delivery in the consumer (0 where the broker has none).
     pub fn consumer_sequence(&self) -> u64 {
         self.inner.info.consumer_sequence
     }
@@ -73,12 +96,12 @@ impl Context {
     pub fn delivered(&self) -> u64 {
         self.inner.info.delivered
     }
-    /// When the server stored the message.
+    /// When the broker stored the message.
     pub fn published(&self) -> OffsetDateTime {
         self.inner.info.published
     }
     /// The message headers.
-    pub fn headers(&self) -> &HeaderMap {
+    pub fn headers(&self) -> &Headers {
         &self.inner.headers
     }
     pub(crate) fn extensions(&self) -> &Extensions {
@@ -89,30 +112,36 @@ impl Context {
     /// event id) as `ce-correlationid` and its event id as `ce-causationid`.
     /// Awaits the PubAck.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<PubAck, PublishError> {
-        let correlation = self
-            .header(crate::publish::headers::CORRELATION_ID)
-            .or(self.event_id());
+        let correlation = self.correlation();
         self.inner
             .bus
             .publish_caused(event, correlation, self.event_id())
             .await
     }
 
-    /// Tells the server the handler is still working, resetting the ack
-    /// wait timer. jetflow already does this automatically at half the ack
-    /// wait; call it yourself only between long steps.
-    pub async fn progress(&self) -> Result<(), PublishError> {
-        match &self.inner.acker {
-            Some(acker) => acker
-                .signal(Signal::Progress)
-                .await
-                .map_err(PublishError::ack),
-            None => Ok(()),
-        }
+    /// Sends the notification `event` with this message's correlation, like
+    /// [`Context::publish`] (see [`Bus::notify`]).
+    pub async fn notify<E: Notification>(&self, event: &E) -> Result<(), PublishError> {
+        let correlation = self.correlation();
+        self.inner
+            .bus
+            .notify_caused(event, correlation, self.event_id())
+            .await
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
-        self.inner.headers.get(name).map(|v| v.as_str())
+    /// Tells the broker the handler is still working, restarting the ack
+    /// deadline. jetflow already does this automatically at half the ack
+    /// wait; call it yourself only between long steps. Does nothing where
+    /// the transport has no such signal (a notification).
+    pub async fn progress(&self) -> Result<(), SettleError> {
+        self.inner.progress.progress().await
+    }
+
+    fn correlation(&self) -> Option<&str> {
+        self.inner
+            .headers
+            .get(crate::publish::headers::CORRELATION_ID)
+            .or(self.event_id())
     }
 }
 

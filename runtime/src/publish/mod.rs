@@ -1,107 +1,76 @@
 //! Publishing events: [`Bus`] sets the wire contract's headers, awaits the
-//! PubAck and retries lost acks with the same `Nats-Msg-Id`.
+//! broker's acknowledgement and retries a lost one with the same message id.
 
-mod error;
-pub mod headers;
+pub use crate::event::headers;
+pub use crate::transport::{PubAck, PublishError, PublishErrorKind};
 
-pub use error::{PublishError, PublishErrorKind};
-
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use async_nats::{HeaderMap, HeaderValue};
 use bytes::Bytes;
 use time::format_description::well_known::Rfc3339;
 
-use crate::event::{Event, validate_subject_token};
-use crate::memory::Broker;
-use crate::transport::nats::NatsTransport;
-use crate::transport::{AnyTransport, PublishFailure, Transport as _};
+use crate::error::Error;
+use crate::event::{Event, Notification, validate_subject_token};
+use crate::topology::ConsumerState;
+use crate::transport::{
+    Capabilities, DynTransport, Headers, Outgoing, PublishFailure, Stored, Transport,
+};
 
-/// The server's acknowledgement that it stored an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PubAck {
-    /// Stream that stored the event.
-    pub stream: String,
-    /// Its sequence in that stream.
-    pub sequence: u64,
-    /// `true` when the server had already stored an event with the same
-    /// id inside the stream's duplicate window (nothing new was stored).
-    pub duplicate: bool,
-}
-
-/// Publishes typed events to JetStream (or to the embedded broker, see
-/// [`Bus::on_broker`]).
+/// Publishes typed events through an app's transport (JetStream, the
+/// embedded broker, Redis Streams, ...).
 ///
-/// Every publish awaits the PubAck; a lost ack is retried with the same
-/// event id, which the server deduplicates inside the stream's
-/// `duplicate_window`. Cheap to clone.
+/// Every publish awaits the broker's acknowledgement; a lost one is retried
+/// with the same event id, which the broker deduplicates inside the
+/// stream's `duplicate_window`. Cheap to clone.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use jetflow::prelude::*;
 ///
 /// #[event(version = "v1", id = order_id)]
 /// pub struct OrderCreated { pub order_id: String, pub total_cents: u64 }
 ///
-/// let client = jetflow::__private::async_nats::connect("nats://127.0.0.1:4222").await?;
-/// let bus = Bus::new(client, "orders");
-/// let ack = bus.publish(&OrderCreated { order_id: "A-1".into(), total_cents: 999 }).await?;
-/// println!("stored as {}#{}", ack.stream, ack.sequence);
+/// #[handler(group = "billing")]
+/// async fn bill(_order: OrderCreated) {}
+///
+/// // the app declares the `ORDER` stream; its bus publishes into it
+/// let app = App::new("orders").url("memory://bus-doc").handler(bill).start().await?;
+/// let ack = app.bus().publish(&OrderCreated { order_id: "A-1".into(), total_cents: 999 }).await?;
+/// assert_eq!((ack.stream.as_str(), ack.sequence), ("ORDER", 1));
+/// app.stop().await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Bus {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
-    transport: AnyTransport,
+    transport: Box<dyn DynTransport>,
     source: String,
     attempts: u32,
 }
 
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("transport", &self.inner.transport.describe())
+            .field("source", &self.inner.source)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Bus {
-    /// A bus on an existing NATS connection; `source` names the publishing
-    /// service (`ce-source`).
-    pub fn new(client: async_nats::Client, source: impl Into<String>) -> Bus {
-        Bus::with_transport(
-            AnyTransport::Nats(NatsTransport::new(client, None)),
-            source.into(),
-        )
-    }
-
-    /// A bus on the embedded broker `broker` (see [`crate::memory`]).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// use jetflow::{Bus, memory::Broker};
-    /// let bus = Bus::on_broker(&Broker::named("bus-doc"), "orders");
-    /// assert!(bus.client().is_none());
-    /// assert_eq!(bus.transport_name(), "the embedded broker memory://bus-doc");
-    /// # }
-    /// ```
-    pub fn on_broker(broker: &Broker, source: impl Into<String>) -> Bus {
-        Bus::with_transport(AnyTransport::Memory(broker.connect()), source.into())
-    }
-
-    pub(crate) fn with_transport(transport: AnyTransport, source: String) -> Bus {
+    /// A bus on `transport`; `source` names the publishing service (`ce-source`).
+    pub fn on(transport: impl Transport, source: impl Into<String>) -> Bus {
         Bus {
             inner: Arc::new(Inner {
-                transport,
-                source,
+                transport: Box::new(transport),
+                source: source.into(),
                 attempts: 3,
             }),
-        }
-    }
-
-    /// The NATS connection, or `None` on the embedded broker.
-    pub fn client(&self) -> Option<&async_nats::Client> {
-        match &self.inner.transport {
-            AnyTransport::Nats(t) => Some(t.client()),
-            AnyTransport::Memory(_) => None,
         }
     }
 
@@ -111,13 +80,26 @@ impl Bus {
         self.inner.transport.describe()
     }
 
-    pub(crate) fn transport(&self) -> &AnyTransport {
-        &self.inner.transport
+    /// What the bus's transport does natively.
+    pub fn capabilities(&self) -> Capabilities {
+        self.inner.transport.capabilities()
+    }
+
+    pub(crate) fn transport(&self) -> &dyn DynTransport {
+        &*self.inner.transport
     }
 
     /// Publishes `event` on [`Event::SUBJECT`] and returns the PubAck.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<PubAck, PublishError> {
         self.publish_caused(event, None, None).await
+    }
+
+    /// Sends the notification `event` on [`Event::SUBJECT`]: every
+    /// listener connected now hears it (or one per queue group); no stream
+    /// stores it. Returns once the broker has it; an error when not
+    /// connected — it is never buffered to be sent later.
+    pub async fn notify<E: Notification>(&self, event: &E) -> Result<(), PublishError> {
+        self.notify_caused(event, None, None).await
     }
 
     pub(crate) async fn publish_caused<E: Event>(
@@ -126,6 +108,44 @@ impl Bus {
         correlation: Option<&str>,
         causation: Option<&str>,
     ) -> Result<PubAck, PublishError> {
+        let subject = E::SUBJECT;
+        if E::NOTIFICATION {
+            return Err(PublishError::new(
+                subject,
+                PublishErrorKind::Notification,
+                None,
+            ));
+        }
+        let (payload, id, time) = self.encode(event)?;
+        let make_headers = || self.event_headers::<E>(&id, time.as_deref(), correlation, causation);
+        self.publish_message(Cow::Borrowed(subject), make_headers, payload, &id)
+            .await
+    }
+
+    pub(crate) async fn notify_caused<E: Event>(
+        &self,
+        event: &E,
+        correlation: Option<&str>,
+        causation: Option<&str>,
+    ) -> Result<(), PublishError> {
+        let subject = E::SUBJECT;
+        let (payload, id, time) = self.encode(event)?;
+        let headers = self.event_headers::<E>(&id, time.as_deref(), correlation, causation);
+        let message = Outgoing::new(subject, headers, payload, id);
+        self.inner
+            .transport
+            .notify(message)
+            .await
+            .map_err(|failure| match failure {
+                PublishFailure::Lost(e) => {
+                    PublishError::new(subject, PublishErrorKind::Connection, Some(e))
+                }
+                PublishFailure::Failed(kind, e) => PublishError::new(subject, kind, Some(e)),
+            })
+    }
+
+    /// JSON payload, event id and publish time of `event`.
+    fn encode<E: Event>(&self, event: &E) -> Result<(Bytes, String, Option<String>), PublishError> {
         let subject = E::SUBJECT;
         let payload = serde_json::to_vec(event)
             .map_err(|e| PublishError::new(subject, PublishErrorKind::Encode, Some(e.into())))?;
@@ -141,38 +161,38 @@ impl Bus {
             None => uuid::Uuid::now_v7().to_string(),
         };
         let time = time::OffsetDateTime::now_utc().format(&Rfc3339).ok();
-        let source = self.inner.source.as_str();
-        // Built per attempt (almost always once) rather than cloned for a retry.
-        let make_headers = || {
-            let mut h = HeaderMap::new();
-            h.insert(headers::SPEC_VERSION, "1.0");
-            h.insert(headers::ID, id.as_str());
-            h.insert(headers::TYPE, subject);
-            h.insert(headers::SOURCE, source);
-            if let Some(t) = &time {
-                h.insert(headers::TIME, t.as_str());
-            }
-            h.insert(headers::CONTENT_TYPE, "application/json");
-            if let Some(c) = correlation {
-                h.insert(headers::CORRELATION_ID, c);
-            }
-            if let Some(c) = causation {
-                h.insert(headers::CAUSATION_ID, c);
-            }
-            h
-        };
-        self.publish_message(
-            async_nats::Subject::from_static(subject),
-            make_headers,
-            payload.into(),
-            &id,
-        )
-        .await
+        Ok((payload.into(), id, time))
+    }
+
+    /// The wire contract's headers of one event.
+    fn event_headers<E: Event>(
+        &self,
+        id: &str,
+        time: Option<&str>,
+        correlation: Option<&str>,
+        causation: Option<&str>,
+    ) -> Headers {
+        let mut h = Headers::with_capacity(8);
+        h.append(headers::SPEC_VERSION, "1.0");
+        h.append(headers::ID, id);
+        h.append(headers::TYPE, E::SUBJECT);
+        h.append(headers::SOURCE, self.inner.source.as_str());
+        if let Some(t) = time {
+            h.append(headers::TIME, t);
+        }
+        h.append(headers::CONTENT_TYPE, "application/json");
+        if let Some(c) = correlation {
+            h.append(headers::CORRELATION_ID, c);
+        }
+        if let Some(c) = causation {
+            h.append(headers::CAUSATION_ID, c);
+        }
+        h
     }
 
     /// Publishes raw bytes on `subject`, as a foreign producer would: the
     /// headers are kept as given, the event id is their `ce-id` (or a fresh
-    /// UUIDv7) and becomes `Nats-Msg-Id`. Awaits the PubAck like
+    /// UUIDv7) and becomes the message id. Awaits the PubAck like
     /// [`Bus::publish`].
     ///
     /// Rejected before sending: a subject that is empty or has an empty
@@ -181,8 +201,7 @@ impl Bus {
     ///
     /// ```no_run
     /// # async fn demo(bus: jetflow::Bus) -> Result<(), jetflow::PublishError> {
-    /// use jetflow::__private::async_nats::HeaderMap;
-    /// let mut headers = HeaderMap::new();
+    /// let mut headers = jetflow::Headers::new();
     /// headers.insert("ce-id", "legacy-42");
     /// bus.publish_raw("order.created.v1", headers, r#"{"order_id":"42"}"#.into()).await?;
     /// # Ok(()) }
@@ -190,7 +209,7 @@ impl Bus {
     pub async fn publish_raw(
         &self,
         subject: &str,
-        headers: HeaderMap,
+        headers: Headers,
         payload: Bytes,
     ) -> Result<PubAck, PublishError> {
         if subject
@@ -203,58 +222,78 @@ impl Bus {
                 None,
             ));
         }
-        if let Some((name, _)) = headers.iter().find(|(name, _)| {
-            AsRef::<str>::as_ref(*name)
-                .to_ascii_lowercase()
-                .starts_with("nats-")
-        }) {
+        if let Some((name, _)) = headers
+            .iter()
+            .find(|(name, _)| name.to_ascii_lowercase().starts_with("nats-"))
+        {
             return Err(PublishError::new(
                 subject,
-                PublishErrorKind::ReservedHeader(name.to_string()),
+                PublishErrorKind::ReservedHeader(name.to_owned()),
                 None,
             ));
         }
         let id = headers
             .get(headers::ID)
-            .map(|v| v.as_str().to_owned())
+            .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        self.publish_message(subject.to_owned().into(), || headers.clone(), payload, &id)
-            .await
+        self.publish_message(
+            Cow::Owned(subject.to_owned()),
+            || headers.clone(),
+            payload,
+            &id,
+        )
+        .await
+    }
+
+    /// Counts of the durable consumer `durable` on `stream`, on any
+    /// transport: pending, ack pending, redelivered, ack floor.
+    ///
+    /// ```no_run
+    /// # async fn demo(bus: jetflow::Bus) -> Result<(), jetflow::Error> {
+    /// let state = bus.consumer_state("ORDER", "inventory--order_created").await?;
+    /// println!("{} waiting for an ack, everything up to #{} done", state.num_ack_pending, state.ack_floor);
+    /// # Ok(()) }
+    /// ```
+    pub async fn consumer_state(
+        &self,
+        stream: &str,
+        durable: &str,
+    ) -> Result<ConsumerState, Error> {
+        self.inner.transport.consumer_state(stream, durable).await
+    }
+
+    /// Every message of `stream`, oldest first.
+    pub(crate) async fn read_stream(&self, stream: &str) -> Result<Vec<Stored>, Error> {
+        self.inner.transport.read_stream(stream).await
     }
 
     /// Publishes raw bytes with the headers `make_headers` builds (once per
-    /// attempt) plus `Nats-Msg-Id = msg_id`, retrying a lost PubAck with the
-    /// same id.
+    /// attempt) and message id `msg_id`, retrying a lost acknowledgement
+    /// with the same id.
     pub(crate) async fn publish_message(
         &self,
-        subject: async_nats::Subject,
-        make_headers: impl Fn() -> HeaderMap,
+        subject: Cow<'static, str>,
+        make_headers: impl Fn() -> Headers,
         payload: Bytes,
         msg_id: &str,
     ) -> Result<PubAck, PublishError> {
         let attempts = self.inner.attempts;
         let mut last = None;
         for attempt in 1..=attempts {
-            let mut headers = make_headers();
-            headers.insert(headers::NATS_MSG_ID, HeaderValue::from(msg_id));
-            let sent = self
-                .inner
-                .transport
-                .publish(subject.clone(), headers, payload.clone())
-                .await;
-            match sent {
+            let message = Outgoing::new(subject.clone(), make_headers(), payload.clone(), msg_id);
+            match self.inner.transport.publish(message).await {
                 Ok(ack) => return Ok(ack),
                 Err(PublishFailure::Lost(e)) => {
                     tracing::warn!(%subject, attempt, error = %e, "no PubAck yet; retrying with the same event id");
                     last = Some(e);
                 }
                 Err(PublishFailure::Failed(kind, e)) => {
-                    return Err(PublishError::new(subject.as_str(), kind, Some(e)));
+                    return Err(PublishError::new(subject, kind, Some(e)));
                 }
             }
         }
         Err(PublishError::new(
-            subject.as_str(),
+            subject,
             PublishErrorKind::Timeout { attempts },
             last,
         ))

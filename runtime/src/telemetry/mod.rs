@@ -22,6 +22,9 @@ pub struct HandlerStats {
     pub terminated: u64,
     /// Handler calls that panicked (each also counted as retried or dead-lettered).
     pub panicked: u64,
+    /// Payloads that could not be decoded as the handler's event (each
+    /// also counted as dead-lettered or terminated; the handler is not called).
+    pub undecodable: u64,
 }
 
 impl HandlerStats {
@@ -39,12 +42,13 @@ pub(crate) enum Outcome {
     DeadLettered,
     Terminated,
     Panicked,
+    Undecodable,
 }
 
 /// The live counters of one handler.
 #[derive(Debug)]
 pub(crate) struct Counters {
-    counts: [AtomicU64; 6],
+    counts: [AtomicU64; 7],
     /// Bumped on every record, so that waiters wake without polling.
     changed: watch::Sender<()>,
 }
@@ -73,6 +77,7 @@ impl Counters {
             dead_lettered: get(Outcome::DeadLettered),
             terminated: get(Outcome::Terminated),
             panicked: get(Outcome::Panicked),
+            undecodable: get(Outcome::Undecodable),
         }
     }
 

@@ -10,7 +10,7 @@
 //! [`Bus::publish_raw`](crate::Bus::publish_raw); wait until a handler has
 //! seen N events with [`AppHandle::wait_stats`](crate::AppHandle::wait_stats);
 //! read the DLQ with [`dlq::list`](crate::dlq::list); inspect pending and ack
-//! counts with [`topology::consumer_state`](crate::topology::consumer_state);
+//! counts with [`Bus::consumer_state`](crate::Bus::consumer_state);
 //! crash an app with [`AppHandle::abort`](crate::AppHandle::abort).
 //!
 //! ```
@@ -38,7 +38,7 @@
 //! let stats = app.wait_stats("welcome", Duration::from_secs(5), |s| s.settled() == 2).await?;
 //! assert_eq!((stats.acked, stats.dead_lettered), (1, 1));
 //! assert_eq!(jetflow::dlq::list(app.bus()).await?[0].error, "rejected: no address");
-//! let state = jetflow::topology::consumer_state(app.bus(), "SIGNUP", "mailer--signup").await?;
+//! let state = app.bus().consumer_state("SIGNUP", "mailer--signup").await?;
 //! assert_eq!((state.ack_floor, state.num_ack_pending), (2, 0));
 //! app.stop().await?;
 //! # Ok(()) }

@@ -1,226 +1,146 @@
-//! The transport seam: everything the runtime asks of a broker.
+//! The broker-neutral transport API: everything the runtime asks of a broker.
 //!
-//! The consume loop, the acker, the publisher, topology provisioning and the
-//! DLQ reader work against [`Transport`]. Two implementations exist:
-//! JetStream through async-nats ([`nats::NatsTransport`]) and the embedded
-//! broker ([`crate::memory::Broker`], selected by a `memory://` URL). Handlers,
-//! topology declarations and [`App`](crate::App) do not change with the
-//! choice.
+//! Handlers, events, the retry / DLQ decisions, flow control and graceful
+//! shutdown live above this seam and are written once. A transport
+//! implements three traits:
 //!
-//! The seam is crate-internal for now (the vocabulary below mirrors
-//! JetStream's pull-consumer protocol and may still change); [`AnyTransport`]
-//! dispatches to the implementation chosen at connect time without boxing
-//! any future on the hot path.
+//! - [`Transport`]: publish a message and return its [`PubAck`]; send a
+//!   notification; declare streams and durable consumers from jetflow's own
+//!   [`topology`](crate::topology) description; open a [`Subscription`];
+//!   read a stream back; report a consumer's state; state its
+//!   [`Capabilities`].
+//! - [`Subscription`]: the runtime grants credits (free handler slots); the
+//!   subscription yields at most that many [`Message`]s, or reports that it
+//!   was [`Lost`]. Broker protocol details — JetStream pull requests, idle
+//!   heartbeats and `409` statuses, re-issuing requests after a reconnect,
+//!   Redis `XREADGROUP` and `XAUTOCLAIM` — stay inside it.
+//! - [`Acker`]: settles one delivery ([`Settle`]: ack, retry after a delay,
+//!   in progress, reject).
+//!
+//! Dispatch is static: the consume loop is generic over the transport, so
+//! no future is boxed per message. [`Bus`](crate::Bus) keeps the transport
+//! behind one trait object (one boxed future per publish).
+//!
+//! What a broker lacks is emulated once, above the seam, or refused when the
+//! app starts (see [`Capabilities`]): a transport without delayed retry gets
+//! an immediate retry after the runtime has waited out the delay; a
+//! subscription without redelivery (notifications) is retried in-process;
+//! a handler option the broker cannot honour (a `deliver` start position,
+//! notifications) stops the app at start-up with the reason.
+//!
+//! Transports shipped with jetflow, chosen by URL ([`App::url`](crate::App::url),
+//! `JETFLOW_URL` or `NATS_URL`):
+//!
+//! | URL | transport |
+//! |---|---|
+//! | `nats://`, `tls://` | [`nats::NatsTransport`]: JetStream for events, core NATS for notifications |
+//! | `memory://name` | [`memory::Broker`]: the embedded broker, in-process |
+//! | `redis://`, `rediss://` | `redis::RedisTransport` (feature `redis`): Redis Streams |
+//!
+//! A transport of your own runs an app with
+//! [`App::start_on`](crate::App::start_on).
 
-pub(crate) mod nats;
+mod capability;
+mod erased;
+mod error;
+mod headers;
+pub mod memory;
+mod message;
+pub mod nats;
+pub(crate) mod select;
 
-use std::collections::BTreeMap;
-use std::error::Error as StdError;
-use std::time::Duration;
+pub use capability::Capabilities;
+pub use error::{BoxError, PublishError, PublishErrorKind, PublishFailure, SettleError};
+pub use headers::{HeaderError, Headers};
+pub use message::{
+    Acker, ConsumerStatus, DeliveryInfo, Inbound, Lost, Message, Outgoing, PubAck, Settle, Stored,
+};
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::consumer;
-use bytes::Bytes;
-use time::OffsetDateTime;
-use tokio::sync::watch;
+pub(crate) use erased::DynTransport;
 
 use crate::error::Error;
-use crate::memory;
-use crate::publish::{PubAck, PublishErrorKind};
-use crate::topology::{ConsumerSpec, ConsumerState, StreamSettings, StreamSpec, TopologyPolicy};
+use crate::topology::{ConsumerDecl, ConsumerState, ConsumerView, StreamDecl, TopologyPolicy};
 
-pub(crate) type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+/// A connection to a broker, as the runtime uses it. Cheap to clone.
+///
+/// Every method is called from tokio tasks; none may block the thread.
+pub trait Transport: Clone + Send + Sync + 'static {
+    /// Settles this transport's deliveries.
+    type Acker: Acker;
+    /// A consume loop's source of messages.
+    type Subscription: Subscription<Acker = Self::Acker>;
 
-/// Metadata of one delivery (JetStream's `$JS.ACK` reply subject, or the
-/// embedded broker's bookkeeping).
-#[derive(Debug, Clone)]
-pub(crate) struct Info {
-    pub(crate) stream: String,
-    pub(crate) consumer: String,
-    pub(crate) stream_sequence: u64,
-    pub(crate) consumer_sequence: u64,
-    /// Delivery attempt, from 1.
-    pub(crate) delivered: u64,
-    pub(crate) published: OffsetDateTime,
-}
+    /// Human-readable, for logs: `JetStream on nats-server 2.15.1 at 127.0.0.1`.
+    fn describe(&self) -> String;
 
-/// One message handed to a consumer, with the handle that settles it.
-#[derive(Debug)]
-pub(crate) struct Delivery {
-    pub(crate) subject: String,
-    pub(crate) headers: Option<HeaderMap>,
-    pub(crate) payload: Bytes,
-    pub(crate) info: Info,
-    pub(crate) acker: Acker,
-}
+    /// What the broker does natively for durable consumers.
+    fn capabilities(&self) -> Capabilities;
 
-/// How a delivery is settled (JetStream's ack kinds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Signal {
-    /// Done; never redeliver.
-    Ack,
-    /// Redeliver, after the delay if any.
-    Nak(Option<Duration>),
-    /// Still working: restart the ack-wait timer.
-    Progress,
-    /// Never redeliver (failed for good).
-    Term,
-}
-
-/// Settles one delivery. Cheap to clone (the context keeps one for
-/// progress acks).
-#[derive(Debug, Clone)]
-pub(crate) enum Acker {
-    Nats(nats::NatsAcker),
-    Memory(memory::Acker),
-}
-
-impl Acker {
-    pub(crate) async fn signal(&self, signal: Signal) -> Result<(), BoxError> {
-        match self {
-            Acker::Nats(a) => a.signal(signal).await,
-            Acker::Memory(a) => {
-                a.signal(signal);
-                Ok(())
-            }
-        }
-    }
-}
-
-/// What arrives on a pull inbox.
-#[derive(Debug)]
-pub(crate) enum Inbound {
-    /// A message for the handler.
-    Message(Box<Delivery>),
-    /// The server is alive; a pull request is still waiting.
-    Heartbeat,
-    /// A pull request ended; `Some(n)`: `n` of its messages will not come;
-    /// `None`: unknown, start afresh.
-    RequestEnded(Option<usize>),
-    /// The durable consumer was deleted.
-    ConsumerDeleted,
-    /// The durable is a push consumer: jetflow cannot use it.
-    PushConsumer,
-    /// Nobody answers pull requests (consumer, stream or JetStream gone).
-    NoResponders,
-    /// Anything else: start afresh.
-    Unexpected(String),
-    /// The inbox is closed (connection closed).
-    Closed,
-}
-
-/// Where one consume loop receives its messages. `next` must be cancel-safe.
-#[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one inbox per consume loop, never moved on the hot path"
-)]
-pub(crate) enum Inbox {
-    Nats(nats::NatsInbox),
-    Memory(memory::Inbox),
-}
-
-impl Inbox {
-    /// Asks for up to `batch` more messages; the request waits at most
-    /// `expires` and is kept alive by heartbeats every `heartbeat`.
-    pub(crate) async fn request(
-        &mut self,
-        batch: usize,
-        expires: Duration,
-        heartbeat: Duration,
-    ) -> Result<(), BoxError> {
-        match self {
-            Inbox::Nats(i) => i.request(batch, expires, heartbeat).await,
-            Inbox::Memory(i) => {
-                i.request(batch, expires, heartbeat);
-                Ok(())
-            }
-        }
-    }
-
-    /// The next thing that arrives. Cancel-safe.
-    pub(crate) async fn next(&mut self) -> Inbound {
-        match self {
-            Inbox::Nats(i) => i.next().await,
-            Inbox::Memory(i) => i.next().await,
-        }
-    }
-
-    /// Stops the waiting requests and naks every message already on its
-    /// way (bounded in time); returns how many were nak'd.
-    pub(crate) async fn close(self) -> usize {
-        match self {
-            Inbox::Nats(i) => i.close().await,
-            Inbox::Memory(i) => i.close(),
-        }
-    }
-}
-
-/// A message stored in a stream, read back (the DLQ listing).
-#[derive(Debug, Clone)]
-pub(crate) struct Stored {
-    pub(crate) sequence: u64,
-    pub(crate) headers: HeaderMap,
-    pub(crate) payload: Bytes,
-}
-
-/// Why one publish attempt got no PubAck.
-#[derive(Debug)]
-pub(crate) enum PublishFailure {
-    /// No answer (timeout, broken connection): retry with the same id.
-    Lost(BoxError),
-    /// A definite answer: do not retry.
-    Failed(PublishErrorKind, BoxError),
-}
-
-/// The contract a broker fulfils for jetflow. Implemented by
-/// [`nats::NatsTransport`] (JetStream) and [`memory::Connection`] (the
-/// embedded broker); [`AnyTransport`] is the one the runtime holds.
-pub(crate) trait Transport: Send + Sync {
-    /// One publish attempt, awaiting the PubAck. `headers` carries
-    /// `Nats-Msg-Id`, which deduplicates inside the stream's window.
+    /// One publish attempt into a stream, awaiting the broker's
+    /// acknowledgement. The runtime retries a [`PublishFailure::Lost`] with
+    /// the same [`Outgoing::id`].
     fn publish(
         &self,
-        subject: async_nats::Subject,
-        headers: HeaderMap,
-        payload: Bytes,
+        message: Outgoing,
     ) -> impl Future<Output = Result<PubAck, PublishFailure>> + Send;
 
-    /// Ensures every stream exists and stores its subjects, by `policy`.
-    fn ensure_streams(
+    /// Sends a notification: no stream stores it; every listener (or one per
+    /// queue group) connected now hears it. Returns once the broker has it;
+    /// an error when not connected, never a silent buffer. By default: not
+    /// supported.
+    fn notify(&self, message: Outgoing) -> impl Future<Output = Result<(), PublishFailure>> + Send {
+        let _ = message;
+        async {
+            Err(PublishFailure::Failed(
+                PublishErrorKind::Unsupported("notifications"),
+                "this transport has no notifications".into(),
+            ))
+        }
+    }
+
+    /// Ensures every stream exists and stores its subjects, by `policy`
+    /// (see [`plan_stream`](crate::topology::plan_stream)).
+    fn declare_streams(
         &self,
-        streams: &BTreeMap<String, StreamSpec>,
-        settings: &StreamSettings,
+        streams: &[StreamDecl],
         policy: TopologyPolicy,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Ensures the durable consumer exists as declared; returns the
-    /// effective config (its `ack_wait` drives automatic progress acks).
-    fn ensure_consumer(
+    /// Ensures the durable consumer exists as declared, by `policy` (see
+    /// [`plan_consumer`](crate::topology::plan_consumer)); returns what the
+    /// broker has afterwards (its `ack_wait` drives progress signals).
+    fn declare_consumer(
         &self,
-        spec: &ConsumerSpec,
+        consumer: &ConsumerDecl,
         policy: TopologyPolicy,
-    ) -> impl Future<Output = Result<consumer::Config, Error>> + Send;
+    ) -> impl Future<Output = Result<ConsumerView, Error>> + Send;
 
-    /// `Ok(true)`: exists; `Ok(false)`: the consumer is gone; `Err`: the
-    /// stream is gone or the broker unreachable.
-    fn consumer_exists(
+    /// Whether the declared consumer and its stream exist, for recovery.
+    fn consumer_status(
         &self,
-        stream: &str,
-        durable: &str,
-    ) -> impl Future<Output = Result<bool, String>> + Send;
+        consumer: &ConsumerDecl,
+    ) -> impl Future<Output = ConsumerStatus> + Send;
 
-    /// A fresh pull inbox on the durable consumer.
-    fn open_inbox(
+    /// A subscription on the declared durable consumer, holding no credits.
+    fn subscribe(
         &self,
-        spec: &ConsumerSpec,
-    ) -> impl Future<Output = Result<Inbox, BoxError>> + Send;
+        consumer: &ConsumerDecl,
+    ) -> impl Future<Output = Result<Self::Subscription, BoxError>> + Send;
+
+    /// A subscription to the notifications on `subject` (may hold
+    /// wildcards): every listener hears each one, or with `queue` one
+    /// listener of that queue group. By default: not supported.
+    fn listen(
+        &self,
+        subject: &str,
+        queue: Option<&str>,
+    ) -> impl Future<Output = Result<Self::Subscription, BoxError>> + Send {
+        let _ = (subject, queue);
+        async { Err("this transport has no notifications".into()) }
+    }
 
     /// Every message in `stream`, oldest first.
-    fn stream_messages(
-        &self,
-        stream: &str,
-    ) -> impl Future<Output = Result<Vec<Stored>, Error>> + Send;
+    fn read_stream(&self, stream: &str) -> impl Future<Output = Result<Vec<Stored>, Error>> + Send;
 
     /// Counts of a durable consumer.
     fn consumer_state(
@@ -229,109 +149,31 @@ pub(crate) trait Transport: Send + Sync {
         durable: &str,
     ) -> impl Future<Output = Result<ConsumerState, Error>> + Send;
 
-    /// Waits until everything sent (acks included) reached the broker.
+    /// Waits until everything sent (settlements included) reached the broker.
     fn flush(&self) -> impl Future<Output = Result<(), BoxError>> + Send;
-
-    /// Counts reconnections; every change means pull requests must be re-issued.
-    fn reconnects(&self) -> watch::Receiver<u64>;
 }
 
-/// The transport chosen at connect time.
-#[derive(Debug, Clone)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "held once per Bus (behind an Arc) and per consume loop"
-)]
-pub(crate) enum AnyTransport {
-    Nats(nats::NatsTransport),
-    Memory(memory::Connection),
-}
+/// Where one consume loop receives its messages.
+///
+/// Flow control is by credits: after [`grant`](Subscription::grant)ing `n`,
+/// the runtime has room for `n` more messages, and the subscription must
+/// never yield more messages than it was granted (so no message waits in a
+/// local buffer while its ack deadline runs). Credits stay valid until they
+/// are used or the subscription reports [`Lost`]; keeping them alive across
+/// expired requests, reconnects and the like is the subscription's job.
+pub trait Subscription: Send + 'static {
+    /// Settles the deliveries it yields.
+    type Acker: Acker;
 
-impl AnyTransport {
-    /// Human-readable name, for logs: `JetStream at nats://...` or `embedded broker `x``.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            AnyTransport::Nats(t) => t.describe(),
-            AnyTransport::Memory(m) => m.describe(),
-        }
-    }
-}
+    /// Room for `credits` more messages.
+    fn grant(&mut self, credits: usize);
 
-impl Transport for AnyTransport {
-    async fn publish(
-        &self,
-        subject: async_nats::Subject,
-        headers: HeaderMap,
-        payload: Bytes,
-    ) -> Result<PubAck, PublishFailure> {
-        match self {
-            AnyTransport::Nats(t) => t.publish(subject, headers, payload).await,
-            AnyTransport::Memory(t) => t.publish(subject, headers, payload).await,
-        }
-    }
+    /// The next message, or why the subscription cannot go on. Must be
+    /// cancel-safe: the runtime drops this future whenever something else
+    /// happens first, and calls it again.
+    fn next(&mut self) -> impl Future<Output = Inbound<Self::Acker>> + Send;
 
-    async fn ensure_streams(
-        &self,
-        streams: &BTreeMap<String, StreamSpec>,
-        settings: &StreamSettings,
-        policy: TopologyPolicy,
-    ) -> Result<(), Error> {
-        match self {
-            AnyTransport::Nats(t) => t.ensure_streams(streams, settings, policy).await,
-            AnyTransport::Memory(t) => t.ensure_streams(streams, settings, policy).await,
-        }
-    }
-
-    async fn ensure_consumer(
-        &self,
-        spec: &ConsumerSpec,
-        policy: TopologyPolicy,
-    ) -> Result<consumer::Config, Error> {
-        match self {
-            AnyTransport::Nats(t) => t.ensure_consumer(spec, policy).await,
-            AnyTransport::Memory(t) => t.ensure_consumer(spec, policy).await,
-        }
-    }
-
-    async fn consumer_exists(&self, stream: &str, durable: &str) -> Result<bool, String> {
-        match self {
-            AnyTransport::Nats(t) => t.consumer_exists(stream, durable).await,
-            AnyTransport::Memory(t) => t.consumer_exists(stream, durable).await,
-        }
-    }
-
-    async fn open_inbox(&self, spec: &ConsumerSpec) -> Result<Inbox, BoxError> {
-        match self {
-            AnyTransport::Nats(t) => t.open_inbox(spec).await,
-            AnyTransport::Memory(t) => t.open_inbox(spec).await,
-        }
-    }
-
-    async fn stream_messages(&self, stream: &str) -> Result<Vec<Stored>, Error> {
-        match self {
-            AnyTransport::Nats(t) => t.stream_messages(stream).await,
-            AnyTransport::Memory(t) => t.stream_messages(stream).await,
-        }
-    }
-
-    async fn consumer_state(&self, stream: &str, durable: &str) -> Result<ConsumerState, Error> {
-        match self {
-            AnyTransport::Nats(t) => t.consumer_state(stream, durable).await,
-            AnyTransport::Memory(t) => t.consumer_state(stream, durable).await,
-        }
-    }
-
-    async fn flush(&self) -> Result<(), BoxError> {
-        match self {
-            AnyTransport::Nats(t) => t.flush().await,
-            AnyTransport::Memory(t) => t.flush().await,
-        }
-    }
-
-    fn reconnects(&self) -> watch::Receiver<u64> {
-        match self {
-            AnyTransport::Nats(t) => t.reconnects(),
-            AnyTransport::Memory(t) => t.reconnects(),
-        }
-    }
+    /// Stops receiving and gives back (for immediate redelivery) whatever is
+    /// already on its way; bounded in time. Returns how many were given back.
+    fn close(self) -> impl Future<Output = usize> + Send;
 }

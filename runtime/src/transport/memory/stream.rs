@@ -4,20 +4,52 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::stream::{self, DiscardPolicy};
 use bytes::Bytes;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::consumer::Consumer;
-use crate::publish::headers::NATS_MSG_ID;
+use crate::topology::StreamDecl;
+use crate::transport::Headers;
+
+/// A stream's configuration: its subjects, dedup window and limits
+/// (`0` = unlimited, as on JetStream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Config {
+    pub(super) name: String,
+    pub(super) subjects: Vec<String>,
+    pub(super) duplicate_window: Duration,
+    pub(super) max_messages: u64,
+    pub(super) max_bytes: u64,
+    pub(super) max_age: Duration,
+    pub(super) max_message_size: u64,
+    /// Refuse new messages when full (JetStream's `discard: new`), instead
+    /// of dropping the oldest.
+    pub(super) discard_new: bool,
+}
+
+impl Config {
+    /// A stream created for `decl`, storing `subjects`, without limits.
+    pub(super) fn new(decl: &StreamDecl, subjects: Vec<String>) -> Config {
+        Config {
+            name: decl.name.clone(),
+            subjects,
+            duplicate_window: decl.settings.duplicate_window,
+            max_messages: 0,
+            max_bytes: 0,
+            max_age: Duration::ZERO,
+            max_message_size: 0,
+            discard_new: false,
+        }
+    }
+}
 
 /// One stored message.
 #[derive(Debug, Clone)]
 pub(super) struct Message {
     pub(super) subject: String,
-    pub(super) headers: HeaderMap,
+    /// As delivered: the publisher's headers plus `Nats-Msg-Id`, as JetStream stores them.
+    pub(super) headers: Headers,
     pub(super) payload: Bytes,
     /// Wall-clock time, for `Context::published`.
     pub(super) time: OffsetDateTime,
@@ -28,7 +60,7 @@ pub(super) struct Message {
 
 #[derive(Debug)]
 pub(super) struct Stream {
-    pub(super) config: stream::Config,
+    pub(super) config: Config,
     pub(super) messages: BTreeMap<u64, Message>,
     pub(super) last_sequence: u64,
     bytes: u64,
@@ -46,7 +78,7 @@ pub(super) enum Refused {
 }
 
 impl Stream {
-    pub(super) fn new(config: stream::Config) -> Stream {
+    pub(super) fn new(config: Config) -> Stream {
         Stream {
             config,
             messages: BTreeMap::new(),
@@ -85,32 +117,31 @@ impl Stream {
         }
     }
 
-    /// Stores a message; `Ok((seq, duplicate))`.
+    /// Stores a message whose dedup id is `msg_id`; `Ok((seq, duplicate))`.
     pub(super) fn store(
         &mut self,
         subject: &str,
-        headers: HeaderMap,
+        mut headers: Headers,
         payload: Bytes,
+        msg_id: String,
         now: Instant,
     ) -> Result<(u64, bool), Refused> {
         self.expire(now);
-        let msg_id = headers.get(NATS_MSG_ID).map(|v| v.as_str().to_owned());
-        if let Some(id) = &msg_id
-            && let Some(&seq) = self.dedup.get(id)
-        {
+        if let Some(&seq) = self.dedup.get(&msg_id) {
             return Ok((seq, true));
         }
+        headers.insert(crate::transport::nats::MSG_ID, msg_id.clone());
         let size = message_size(subject, &headers, &payload);
         let c = &self.config;
-        if c.max_message_size > 0 && size > c.max_message_size as u64 {
+        if c.max_message_size > 0 && size > c.max_message_size {
             return Err(Refused::TooLarge(format!(
                 "message size {size} exceeds the stream's max_message_size {}",
                 c.max_message_size
             )));
         }
-        let full_count = c.max_messages > 0 && self.messages.len() as u64 >= c.max_messages as u64;
-        let full_bytes = c.max_bytes > 0 && self.bytes + size > c.max_bytes as u64;
-        if c.discard == DiscardPolicy::New && (full_count || full_bytes) {
+        let full_count = c.max_messages > 0 && self.messages.len() as u64 >= c.max_messages;
+        let full_bytes = c.max_bytes > 0 && self.bytes + size > c.max_bytes;
+        if c.discard_new && (full_count || full_bytes) {
             return Err(Refused::Limit(
                 if full_count {
                     "maximum messages exceeded"
@@ -136,34 +167,27 @@ impl Stream {
         self.bytes += size;
         // discard = old: drop the oldest until within the limits
         let (max_msgs, max_bytes) = (self.config.max_messages, self.config.max_bytes);
-        while (max_msgs > 0 && self.messages.len() as u64 > max_msgs as u64)
-            || (max_bytes > 0 && self.bytes > max_bytes as u64)
+        while (max_msgs > 0 && self.messages.len() as u64 > max_msgs)
+            || (max_bytes > 0 && self.bytes > max_bytes)
         {
             let Some((&oldest, _)) = self.messages.first_key_value() else {
                 break;
             };
             self.remove(oldest);
         }
-        if let Some(id) = msg_id
-            && self.config.duplicate_window > Duration::ZERO
-        {
-            self.dedup.insert(id.clone(), seq);
-            self.dedup_order.push_back((now, id));
+        if self.config.duplicate_window > Duration::ZERO {
+            self.dedup.insert(msg_id.clone(), seq);
+            self.dedup_order.push_back((now, msg_id));
         }
         Ok((seq, false))
     }
 }
 
 /// Size as JetStream counts it (roughly): subject, headers and payload.
-pub(super) fn message_size(subject: &str, headers: &HeaderMap, payload: &[u8]) -> u64 {
+pub(super) fn message_size(subject: &str, headers: &Headers, payload: &[u8]) -> u64 {
     let header_bytes: usize = headers
         .iter()
-        .map(|(name, values)| {
-            values
-                .iter()
-                .map(|v| AsRef::<str>::as_ref(name).len() + v.as_str().len() + 4)
-                .sum::<usize>()
-        })
+        .map(|(name, value)| name.len() + value.len() + 4)
         .sum();
     (subject.len() + header_bytes + payload.len()) as u64
 }

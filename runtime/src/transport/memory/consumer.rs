@@ -5,12 +5,55 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{self, DeliverPolicy};
 use tokio::time::Instant;
 
 use super::stream::{Message, Stream};
 use crate::event::subject_matches;
-use crate::topology::ConsumerState;
+use crate::handler::DeliverPolicy;
+use crate::topology::{ConsumerDecl, ConsumerState, ConsumerView};
+
+/// A consumer's configuration, with what nats-server fills in for fields
+/// left at zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Config {
+    pub(super) filter_subject: String,
+    pub(super) ack_wait: Duration,
+    /// `-1`: unlimited.
+    pub(super) max_deliver: i64,
+    pub(super) deliver: DeliverPolicy,
+    pub(super) max_ack_pending: u64,
+}
+
+impl Config {
+    pub(super) fn of(decl: &ConsumerDecl) -> Config {
+        Config {
+            filter_subject: decl.filter_subject.clone(),
+            ack_wait: if decl.ack_wait.is_zero() {
+                Duration::from_secs(30)
+            } else {
+                decl.ack_wait
+            },
+            max_deliver: if decl.max_deliver == 0 {
+                -1
+            } else {
+                i64::from(decl.max_deliver)
+            },
+            deliver: decl.deliver,
+            max_ack_pending: 1000,
+        }
+    }
+
+    /// In jetflow's terms, for the topology plan.
+    pub(super) fn view(&self) -> ConsumerView {
+        ConsumerView {
+            filter_subject: self.filter_subject.clone(),
+            explicit_ack: true,
+            ack_wait: self.ack_wait,
+            max_deliver: self.max_deliver,
+            deliver: Some(self.deliver),
+        }
+    }
+}
 
 /// A delivered message that is neither acked nor terminated.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +75,7 @@ enum Due {
 
 #[derive(Debug)]
 pub(super) struct Consumer {
-    pub(super) config: consumer::Config,
+    pub(super) config: Config,
     /// Distinguishes a consumer from a later one of the same name.
     pub(super) incarnation: u64,
     /// Highest stream sequence looked at for a first delivery.
@@ -54,10 +97,9 @@ pub(super) struct Delivered {
 }
 
 impl Consumer {
-    /// A new consumer on `stream` with the server's defaults filled in.
-    pub(super) fn new(mut config: consumer::Config, stream: &Stream, incarnation: u64) -> Consumer {
-        fill_defaults(&mut config);
-        let cursor = match config.deliver_policy {
+    /// A new consumer on `stream`.
+    pub(super) fn new(config: Config, stream: &Stream, incarnation: u64) -> Consumer {
+        let cursor = match config.deliver {
             DeliverPolicy::New => stream.last_sequence,
             DeliverPolicy::Last => stream
                 .messages
@@ -65,8 +107,7 @@ impl Consumer {
                 .rev()
                 .find(|(_, m)| matches_filter(&config, &m.subject))
                 .map_or(stream.last_sequence, |(&seq, _)| seq - 1),
-            DeliverPolicy::ByStartSequence { start_sequence } => start_sequence.saturating_sub(1),
-            _ => 0,
+            DeliverPolicy::All => 0,
         };
         Consumer {
             config,
@@ -81,13 +122,9 @@ impl Consumer {
 
     /// Applies an update (the fields JetStream lets change); the rest must
     /// be equal, or the update is refused with the reason.
-    pub(super) fn update(&mut self, mut config: consumer::Config) -> Result<(), String> {
-        fill_defaults(&mut config);
-        if config.deliver_policy != self.config.deliver_policy {
+    pub(super) fn update(&mut self, config: Config) -> Result<(), String> {
+        if config.deliver != self.config.deliver {
             return Err("deliver_policy can not be updated".into());
-        }
-        if config.ack_policy != self.config.ack_policy {
-            return Err("ack_policy can not be updated".into());
         }
         self.config = config;
         Ok(())
@@ -141,7 +178,7 @@ impl Consumer {
             }
             return Some(self.deliver(seq, now));
         }
-        if self.config.max_ack_pending > 0 && self.slots.len() as i64 >= self.config.max_ack_pending
+        if self.config.max_ack_pending > 0 && self.slots.len() as u64 >= self.config.max_ack_pending
         {
             return None;
         }
@@ -247,22 +284,6 @@ impl Consumer {
     }
 }
 
-fn matches_filter(config: &consumer::Config, subject: &str) -> bool {
+fn matches_filter(config: &Config, subject: &str) -> bool {
     config.filter_subject.is_empty() || subject_matches(&config.filter_subject, subject)
-}
-
-/// What nats-server fills in for fields left at zero.
-fn fill_defaults(config: &mut consumer::Config) {
-    if config.ack_wait.is_zero() {
-        config.ack_wait = Duration::from_secs(30);
-    }
-    if config.max_ack_pending == 0 {
-        config.max_ack_pending = 1000;
-    }
-    if config.max_deliver == 0 {
-        config.max_deliver = -1;
-    }
-    if config.max_waiting == 0 {
-        config.max_waiting = 512;
-    }
 }

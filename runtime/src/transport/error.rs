@@ -1,8 +1,43 @@
+//! Errors at the seam: a publish that got no acknowledgement, a settlement
+//! that could not be sent.
+
 use std::error::Error as StdError;
 
 use thiserror::Error;
 
-type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+/// A boxed error: the cause kept as the source of jetflow's errors.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Why one publish attempt of a transport got no acknowledgement.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PublishFailure {
+    /// No answer (timeout, broken connection): the message may or may not
+    /// be stored; the publisher retries with the same id.
+    Lost(BoxError),
+    /// A definite answer: retrying cannot help.
+    Failed(PublishErrorKind, BoxError),
+}
+
+/// A settlement (ack, retry, progress, reject) that could not be sent: the
+/// broker redelivers the message after its ack deadline.
+#[derive(Debug, Error)]
+#[error("could not settle the message ({what}); it will be delivered again after its ack deadline")]
+pub struct SettleError {
+    what: &'static str,
+    #[source]
+    source: BoxError,
+}
+
+impl SettleError {
+    /// `what` was being sent (`ack`, `nak`, ...) when `source` happened.
+    pub fn new(what: &'static str, source: impl Into<BoxError>) -> SettleError {
+        SettleError {
+            what,
+            source: source.into(),
+        }
+    }
+}
 
 /// A publish that did not get a PubAck. Nothing is ever dropped silently:
 /// when this is returned, the event may not be stored.
@@ -60,6 +95,24 @@ pub enum PublishErrorKind {
     /// The connection failed while publishing or acknowledging.
     #[error("the connection to the server failed")]
     Connection,
+    /// Not connected: a notification is never buffered to be sent later.
+    #[error(
+        "not connected to the server; a notification is not buffered for later (nothing would store it): \
+         retry once the connection is back"
+    )]
+    Disconnected,
+    /// A header name or value cannot be carried by a message.
+    #[error("invalid header: {0}")]
+    InvalidHeader(super::HeaderError),
+    /// The event is a notification (not stored in a stream): it has no PubAck.
+    #[error(
+        "the event is a notification (`#[event(notification)]`), which no stream stores; publish it with \
+         `Bus::notify` / `Context::notify`"
+    )]
+    Notification,
+    /// The transport cannot carry this kind of message.
+    #[error("the transport does not support this: {0}")]
+    Unsupported(&'static str),
 }
 
 impl PublishError {
@@ -73,10 +126,6 @@ impl PublishError {
             kind,
             source,
         }
-    }
-    /// An ack/progress signal that could not be sent.
-    pub(crate) fn ack(e: impl Into<BoxError>) -> Self {
-        PublishError::new("$JS.ACK", PublishErrorKind::Connection, Some(e.into()))
     }
     /// What went wrong.
     pub fn kind(&self) -> &PublishErrorKind {

@@ -1,0 +1,210 @@
+//! [`App`]: the builder of a service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::registration::{Registered, Registration};
+use super::{AppHandle, ConnectOptions, signal};
+use crate::error::Result;
+use crate::event::{Event, EventInfo};
+use crate::handler::{Extensions, Handler};
+use crate::topology::{StreamSettings, TopologyPolicy};
+use crate::transport::nats::PullTiming;
+use crate::transport::select::Scheme;
+use crate::transport::{Transport, memory, nats};
+
+/// A jetflow service: handlers, state and connection settings.
+///
+/// ```no_run
+/// use jetflow::prelude::*;
+///
+/// #[event(version = "v1")]
+/// pub struct OrderCreated { pub order_id: String }
+///
+/// #[handler(group = "inventory")]
+/// async fn reserve_stock(order: OrderCreated) -> Result<(), HandlerError> {
+///     println!("reserving {}", order.order_id);
+///     Ok(())
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> jetflow::Result<()> {
+///     App::from_env("inventory")   // NATS_URL, NATS_CREDS, NATS_USER/NATS_PASSWORD, NATS_TOKEN
+///         .handler(reserve_stock)
+///         .run()                   // until SIGINT/SIGTERM, then a graceful drain
+///         .await
+/// }
+/// ```
+pub struct App {
+    pub(super) name: String,
+    pub(super) connect: ConnectOptions,
+    pub(super) extensions: Extensions,
+    pub(super) handlers: Vec<Box<dyn Registration>>,
+    pub(super) policy: TopologyPolicy,
+    pub(super) streams: StreamSettings,
+    pub(super) grace: Duration,
+    pub(super) pull: PullTiming,
+    pub(super) publishes: Vec<EventInfo>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.name)
+            .field("connect", &self.connect)
+            .field(
+                "handlers",
+                &self
+                    .handlers
+                    .iter()
+                    .map(|h| h.options().name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// An app named `name` (the default consumer group and `ce-source`),
+    /// connecting to `nats://127.0.0.1:4222`.
+    pub fn new(name: impl Into<String>) -> App {
+        App {
+            name: name.into(),
+            connect: ConnectOptions::default(),
+            extensions: Extensions::default(),
+            handlers: Vec::new(),
+            policy: TopologyPolicy::default(),
+            streams: StreamSettings::default(),
+            grace: Duration::from_secs(30),
+            pull: PullTiming::default(),
+            publishes: Vec::new(),
+        }
+    }
+
+    /// Like [`App::new`], with connection settings from the environment
+    /// (see [`ConnectOptions::from_env`]).
+    pub fn from_env(name: impl Into<String>) -> App {
+        App::new(name).connect_options(ConnectOptions::from_env())
+    }
+
+    /// Connects to `url` (other connection settings unchanged); its scheme
+    /// selects the transport: `nats://` / `tls://` (JetStream), `memory://name`
+    /// (the embedded broker).
+    pub fn url(mut self, url: impl Into<String>) -> App {
+        self.connect.url = url.into();
+        self
+    }
+
+    /// Replaces the connection settings.
+    pub fn connect_options(mut self, options: ConnectOptions) -> App {
+        self.connect = options;
+        self
+    }
+
+    /// Registers shared state, extracted in handlers with `State<T>`.
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> App {
+        self.extensions.insert(value);
+        self
+    }
+
+    /// Registers a handler (a `#[handler]` function or any [`Handler`]).
+    pub fn handler<H: Handler>(mut self, handler: H) -> App {
+        self.handlers.push(Box::new(Registered(Arc::new(handler))));
+        self
+    }
+
+    /// Declares that the app publishes `E`, for its [`App::asyncapi`]
+    /// document (`send` operations); publishing works without it.
+    pub fn publishes<E: Event>(mut self) -> App {
+        self.publishes.push(EventInfo::of::<E>());
+        self
+    }
+
+    /// The app's AsyncAPI 3.0 document, from its handlers and the events it
+    /// [`publishes`](App::publishes); see [`crate::asyncapi`].
+    pub fn asyncapi(&self) -> crate::asyncapi::AsyncApi {
+        let receivers = self.handlers.iter().map(|h| h.describe(&self.name));
+        crate::asyncapi::AsyncApi::new(&self.name, &self.connect.url, receivers, &self.publishes)
+    }
+
+    /// What to do when streams or consumers differ from the code.
+    pub fn topology_policy(mut self, policy: TopologyPolicy) -> App {
+        self.policy = policy;
+        self
+    }
+
+    /// Settings of the streams jetflow creates (replicas, storage, dedup window).
+    pub fn stream_settings(mut self, settings: StreamSettings) -> App {
+        self.streams = settings;
+        self
+    }
+
+    /// How long in-flight handlers may run after a stop is requested (30s by default).
+    pub fn shutdown_grace(mut self, grace: Duration) -> App {
+        self.grace = grace;
+        self
+    }
+
+    /// JetStream pull request expiry and idle heartbeat (30s / 5s by
+    /// default). Shorter values detect a dead server sooner at the cost of
+    /// more requests. Other transports ignore it.
+    pub fn pull_timing(mut self, expires: Duration, heartbeat: Duration) -> App {
+        self.pull = PullTiming { expires, heartbeat };
+        self
+    }
+
+    /// Runs until SIGINT or SIGTERM (or until a consume loop fails), then
+    /// stops gracefully: no new messages, in-flight handlers finish within
+    /// the grace period, unstarted messages are given back for redelivery.
+    pub async fn run(self) -> Result<()> {
+        let mut handle = self.start().await?;
+        let loop_result = tokio::select! {
+            () = signal::shutdown_signal() => {
+                tracing::info!("shutdown signal received; draining");
+                Ok(())
+            }
+            r = handle.wait_failure() => r,
+        };
+        let stop_result = handle.stop().await;
+        loop_result.and(stop_result)
+    }
+
+    /// Validates, connects to the transport the URL names, provisions
+    /// streams and consumers, and starts every handler. Returns a handle
+    /// that stops the app.
+    pub async fn start(self) -> Result<AppHandle> {
+        self.validate()?;
+        let url = self.connect.url.clone();
+        match Scheme::of(&url)? {
+            Scheme::Memory => {
+                let broker = memory::Broker::for_url(&url)
+                    .unwrap_or_else(|| memory::Broker::named("default"));
+                self.start_on(broker).await
+            }
+            Scheme::Nats => {
+                let transport = nats::connect(&self.connect, &self.name, self.pull).await?;
+                self.start_on(transport).await
+            }
+        }
+    }
+
+    /// Like [`App::start`], on a transport built by hand: one of jetflow's
+    /// configured beyond what a URL says, or a [`Transport`] of your own.
+    /// The URL is not used.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> jetflow::Result<()> {
+    /// use jetflow::prelude::*;
+    /// # #[event(version = "v1")] pub struct Ping { pub n: u32 }
+    /// # #[handler(group = "pong")] async fn pong(_p: Ping) {}
+    /// let broker = jetflow::memory::Broker::named("start-on-doc");
+    /// let app = App::new("pong").handler(pong).start_on(broker).await?;
+    /// app.stop().await
+    /// # }
+    /// ```
+    pub async fn start_on<T: Transport>(self, transport: T) -> Result<AppHandle> {
+        super::start::start(self, transport).await
+    }
+}

@@ -1,0 +1,214 @@
+//! Starting an app on a transport: the checks that need no broker, the
+//! checks against the transport's capabilities, provisioning, and one
+//! consume loop per handler.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::registration::Registration;
+use super::{App, AppHandle};
+use crate::consume::{self, Binding, Env, Source};
+use crate::error::{Error, Result};
+use crate::handler::DeliverPolicy;
+use crate::publish::Bus;
+use crate::retry::RetryPolicy;
+use crate::telemetry::Counters;
+use crate::topology::{self, ConsumerDecl, StreamDecl};
+use crate::transport::{Capabilities, Transport};
+use crate::{dlq, event};
+
+impl App {
+    /// What can be checked before connecting.
+    pub(super) fn validate(&self) -> Result<()> {
+        let mut seen = HashSet::new();
+        for h in &self.handlers {
+            let o = h.options();
+            o.validate()
+                .map_err(|e| Error::Config(format!("handler `{}`: {e}", o.name)))?;
+            if let Some(s) = o.subject
+                && !event::subject_matches(s, h.event_subject())
+            {
+                return Err(Error::Config(format!(
+                    "handler `{}`: subject {s:?} does not match its event's subject {:?}",
+                    o.name,
+                    h.event_subject()
+                )));
+            }
+            if h.notification() && o.dead_letter == Some(true) {
+                return Err(Error::Config(format!(
+                    "handler `{}`: `{}` is a notification, which nothing stores, so it cannot be \
+                     dead-lettered; remove `dead_letter = true`",
+                    o.name,
+                    h.event_name()
+                )));
+            }
+            if o.broadcast && !h.notification() {
+                return Err(Error::Config(format!(
+                    "handler `{}`: `broadcast` is for notifications, and `{}` is stored in a stream \
+                     (replicas of a group share its durable); remove `broadcast`, or declare the event \
+                     with `#[event(notification)]`",
+                    o.name,
+                    h.event_name()
+                )));
+            }
+            h.check(&self.extensions)?;
+            let group = o.group.unwrap_or(&self.name);
+            if !h.notification() && !seen.insert((group.to_owned(), h.event_name())) {
+                return Err(Error::Config(format!(
+                    "two handlers of group `{group}` consume `{}` (the second is `{}`); they would share one \
+                     durable consumer and split the events — give one a different `group`",
+                    h.event_name(),
+                    o.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the transport cannot do for `h`, refused before anything is
+/// declared: never silently ignored.
+fn check_capabilities(h: &dyn Registration, caps: &Capabilities, transport: &str) -> Result<()> {
+    let o = h.options();
+    let refuse = |what: String| {
+        Err(Error::Config(format!(
+            "handler `{}`: {what} ({transport})",
+            o.name
+        )))
+    };
+    if h.notification() {
+        if !caps.notifications {
+            return refuse(format!(
+                "`{}` is a notification, and this transport has no notifications; use a NATS or \
+                 memory:// URL, or declare the event without `notification`",
+                h.event_name()
+            ));
+        }
+        return Ok(());
+    }
+    let deliver = o.deliver.unwrap_or_default();
+    if !caps.supports_deliver(deliver) {
+        return refuse(format!(
+            "`deliver = {:?}` is not a start position this transport has (it has {:?})",
+            deliver, caps.deliver
+        ));
+    }
+    let longest = o
+        .backoff_or_default()
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or_default();
+    if !caps.delayed_retry && !caps.progress && longest >= o.ack_wait_or_default() {
+        return refuse(format!(
+            "the transport can neither delay a retry nor extend an ack deadline, so a retry delay of \
+             {longest:?} would outlast `ack_wait = {:?}` and the message would come back early; use \
+             delays shorter than `ack_wait`",
+            o.ack_wait_or_default()
+        ));
+    }
+    Ok(())
+}
+
+pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHandle> {
+    app.validate()?;
+    let bus = Bus::on(transport.clone(), app.name.clone());
+    let describe = bus.transport_name();
+    tracing::info!(app = %app.name, transport = %describe, "connected");
+    let caps = transport.capabilities();
+    for h in &app.handlers {
+        check_capabilities(&**h, &caps, &describe)?;
+    }
+
+    let mut streams: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let durable = || app.handlers.iter().filter(|h| !h.notification());
+    for h in durable() {
+        streams
+            .entry(h.stream().to_owned())
+            .or_default()
+            .push(h.subject());
+    }
+    if durable().any(|h| h.options().dead_letter_or_default()) {
+        streams
+            .entry(dlq::STREAM.to_owned())
+            .or_default()
+            .push(dlq::SUBJECTS.replace('>', "x"));
+    }
+    let streams: Vec<StreamDecl> = streams
+        .into_iter()
+        .map(|(name, subjects)| StreamDecl::new(name, subjects, app.streams.clone()))
+        .collect();
+    transport.declare_streams(&streams, app.policy).await?;
+
+    let env = Env {
+        bus: bus.clone(),
+        extensions: Arc::new(app.extensions),
+        policy: app.policy,
+        grace: app.grace,
+    };
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut loops = HashMap::new();
+    let mut stats = BTreeMap::new();
+    for h in app.handlers {
+        let o = *h.options();
+        let group = o.group.unwrap_or(&app.name).to_owned();
+        let (source, caps, ack_wait, dead_letter) = if h.notification() {
+            let queue = (!o.broadcast).then(|| group.clone());
+            let source = Source::Notifications {
+                subject: h.subject(),
+                queue,
+            };
+            (source, Capabilities::NONE, o.ack_wait_or_default(), false)
+        } else {
+            let decl = ConsumerDecl {
+                stream: h.stream().to_owned(),
+                durable: topology::durable_name(&group, h.event_name()),
+                filter_subject: h.subject(),
+                ack_wait: o.ack_wait_or_default(),
+                max_deliver: o.max_deliver_or_default(),
+                deliver: o.deliver.unwrap_or(DeliverPolicy::All),
+            };
+            let view = transport.declare_consumer(&decl, app.policy).await?;
+            let ack_wait = if view.ack_wait.is_zero() {
+                Duration::from_secs(30)
+            } else {
+                view.ack_wait
+            };
+            (
+                Source::Durable(decl),
+                caps,
+                ack_wait,
+                o.dead_letter_or_default(),
+            )
+        };
+        let counters = Arc::new(Counters::default());
+        stats.insert(o.name, counters.clone());
+        let binding = Arc::new(Binding {
+            handler: o.name,
+            group,
+            source,
+            caps,
+            ack_wait,
+            concurrency: o.concurrency_or_default() as usize,
+            dead_letter,
+            retry: RetryPolicy::new(&o),
+            stats: counters,
+        });
+        let source = binding.source.name();
+        tracing::info!(handler = o.name, source = %source, concurrency = binding.concurrency, "handler started");
+        let task = tasks.spawn(consume::run(
+            transport.clone(),
+            h.process(),
+            binding,
+            env.clone(),
+            stop.clone(),
+        ));
+        loops.insert(task.id(), (o.name, source));
+    }
+    Ok(AppHandle::new(bus, stop, tasks, loops, stats))
+}

@@ -1,0 +1,56 @@
+//! [`DynTransport`]: the object-safe face of a [`Transport`], for the
+//! [`Bus`](crate::Bus), which is not generic. One boxed future per call;
+//! the consume loop uses the transport directly.
+
+use std::any::Any;
+
+use super::{BoxError, Capabilities, Outgoing, PubAck, PublishFailure, Stored, Transport};
+use crate::error::Error;
+use crate::handler::BoxFuture;
+use crate::topology::ConsumerState;
+
+pub(crate) trait DynTransport: Send + Sync + 'static {
+    fn publish(&self, message: Outgoing) -> BoxFuture<'_, Result<PubAck, PublishFailure>>;
+    fn notify(&self, message: Outgoing) -> BoxFuture<'_, Result<(), PublishFailure>>;
+    fn read_stream<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Result<Vec<Stored>, Error>>;
+    fn consumer_state<'a>(
+        &'a self,
+        stream: &'a str,
+        durable: &'a str,
+    ) -> BoxFuture<'a, Result<ConsumerState, Error>>;
+    fn flush(&self) -> BoxFuture<'_, Result<(), BoxError>>;
+    fn describe(&self) -> String;
+    fn capabilities(&self) -> Capabilities;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Transport> DynTransport for T {
+    fn publish(&self, message: Outgoing) -> BoxFuture<'_, Result<PubAck, PublishFailure>> {
+        Box::pin(Transport::publish(self, message))
+    }
+    fn notify(&self, message: Outgoing) -> BoxFuture<'_, Result<(), PublishFailure>> {
+        Box::pin(Transport::notify(self, message))
+    }
+    fn read_stream<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Result<Vec<Stored>, Error>> {
+        Box::pin(Transport::read_stream(self, stream))
+    }
+    fn consumer_state<'a>(
+        &'a self,
+        stream: &'a str,
+        durable: &'a str,
+    ) -> BoxFuture<'a, Result<ConsumerState, Error>> {
+        Box::pin(Transport::consumer_state(self, stream, durable))
+    }
+    fn flush(&self) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(Transport::flush(self))
+    }
+    fn describe(&self) -> String {
+        Transport::describe(self)
+    }
+    fn capabilities(&self) -> Capabilities {
+        Transport::capabilities(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,0 +1,83 @@
+//! Connecting to NATS with the app's [`ConnectOptions`], counting
+//! reconnections so that pull requests are re-issued after each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::watch;
+
+use super::{NatsTransport, PullTiming};
+use crate::app::ConnectOptions;
+use crate::error::Error;
+
+/// Connects as client `name`; pull requests use `pull`.
+pub(crate) async fn connect(
+    options: &ConnectOptions,
+    name: &str,
+    pull: PullTiming,
+) -> Result<NatsTransport, Error> {
+    let (tx, rx) = watch::channel(0u64);
+    let client = client(options, name, tx).await?;
+    Ok(NatsTransport::new(client, Some(rx)).with_pull_timing(pull))
+}
+
+/// Connects; `reconnects` counts every reconnection after the first connection.
+async fn client(
+    options: &ConnectOptions,
+    name: &str,
+    reconnects: watch::Sender<u64>,
+) -> Result<async_nats::Client, Error> {
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| Error::Connect {
+        url: crate::transport::select::redact(&options.url),
+        source,
+    };
+    let mut o = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(options.connect_timeout);
+    if let Some(path) = &options.creds {
+        o = o.credentials_file(path).await.map_err(|e| {
+            fail(format!("cannot read credentials file {}: {e}", path.display()).into())
+        })?;
+    }
+    if let Some((u, p)) = options.user_and_password() {
+        o = o.user_and_password(u.to_owned(), p.to_owned());
+    }
+    if let Some(t) = options.token_value() {
+        o = o.token(t.to_owned());
+    }
+    let url = crate::transport::select::redact(&options.url);
+    let first = Arc::new(AtomicBool::new(true));
+    let reconnects = Arc::new(reconnects);
+    o = o.event_callback(move |event| {
+        let reconnects = reconnects.clone();
+        let url = url.clone();
+        let first = first.clone();
+        async move {
+            match event {
+                async_nats::Event::Connected => {
+                    // The initial connection is not a reconnect: nothing to re-issue.
+                    if first.swap(false, Ordering::Relaxed) {
+                        tracing::debug!(%url, "connected to NATS");
+                    } else {
+                        tracing::info!(%url, "reconnected to NATS");
+                        reconnects.send_modify(|n| *n += 1);
+                    }
+                }
+                async_nats::Event::Closed => tracing::debug!(%url, "NATS connection closed"),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!(%url, "disconnected from NATS; reconnecting")
+                }
+                async_nats::Event::LameDuckMode => {
+                    tracing::warn!(%url, "server entered lame duck mode")
+                }
+                async_nats::Event::ClientError(e) => {
+                    tracing::debug!(%url, error = %e, "NATS client error")
+                }
+                other => tracing::warn!(%url, event = %other, "NATS connection event"),
+            }
+        }
+    });
+    o.connect(options.url.as_str())
+        .await
+        .map_err(|e| fail(e.into()))
+}

@@ -1,0 +1,309 @@
+//! NATS: JetStream for events (streams, durable pull consumers, PubAcks,
+//! dedup on `Nats-Msg-Id`) and core NATS for notifications.
+//!
+//! [`NatsTransport`] is what `nats://` and `tls://` URLs select. The
+//! JetStream pull protocol — pull requests sized to the runtime's credits,
+//! idle heartbeats, `408`/`409` statuses, re-issuing requests after a
+//! reconnect — lives in this module; the consume loop only sees credits
+//! and messages. The async-nats client it runs on is reachable with
+//! [`NatsTransport::client`], for code that needs more of NATS than jetflow
+//! uses (KV, object store, request/reply).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use jetflow::transport::nats::{NatsTransport, async_nats};
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let bus = jetflow::Bus::on(NatsTransport::from_client(client), "orders");
+//! let js = async_nats::jetstream::new(NatsTransport::of(&bus).expect("a NATS bus").client().clone());
+//! # drop(js); Ok(()) }
+//! ```
+
+mod connect;
+mod core;
+mod filter_change;
+mod headers;
+mod pull;
+mod topology;
+
+pub use async_nats;
+
+pub(crate) use self::connect::connect;
+pub(crate) use self::headers::MSG_ID;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use async_nats::Subject;
+use async_nats::jetstream;
+use tokio::sync::watch;
+
+use self::core::CoreSubscription;
+use self::pull::PullSubscription;
+use crate::error::Error;
+use crate::topology::{ConsumerDecl, ConsumerState, ConsumerView, StreamDecl, TopologyPolicy};
+use crate::transport::{
+    Acker, BoxError, Capabilities, ConsumerStatus, Inbound, Outgoing, PubAck, PublishErrorKind,
+    PublishFailure, Settle, SettleError, Stored, Subscription, Transport,
+};
+
+/// Timing of JetStream pull requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PullTiming {
+    /// How long one pull request waits on the server.
+    pub(crate) expires: Duration,
+    /// Idle heartbeat the server sends while a request waits.
+    pub(crate) heartbeat: Duration,
+}
+
+impl Default for PullTiming {
+    fn default() -> Self {
+        PullTiming {
+            expires: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A connection to a NATS server: JetStream for events, core NATS for
+/// notifications. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NatsTransport {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    pull: PullTiming,
+    reconnects: watch::Receiver<u64>,
+    /// Keeps the channel open when nobody reports reconnections, so that
+    /// `changed()` waits instead of failing at once.
+    _unreported: Option<std::sync::Arc<watch::Sender<u64>>>,
+}
+
+impl NatsTransport {
+    /// A transport on an existing connection. Reconnections of a client made
+    /// this way are not observed: after a reconnect, pull requests are
+    /// re-issued only when the server's heartbeats stop. Apps connect with
+    /// [`App::url`](crate::App::url), which observes them.
+    pub fn from_client(client: async_nats::Client) -> NatsTransport {
+        NatsTransport::new(client, None)
+    }
+
+    /// `reconnects` counts reconnections; `None` for a connection whose
+    /// reconnections nobody reports.
+    pub(crate) fn new(
+        client: async_nats::Client,
+        reconnects: Option<watch::Receiver<u64>>,
+    ) -> NatsTransport {
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(Duration::from_secs(5));
+        let (reconnects, unreported) = match reconnects {
+            Some(rx) => (rx, None),
+            None => {
+                let (tx, rx) = watch::channel(0);
+                (rx, Some(std::sync::Arc::new(tx)))
+            }
+        };
+        NatsTransport {
+            client,
+            js,
+            pull: PullTiming::default(),
+            reconnects,
+            _unreported: unreported,
+        }
+    }
+
+    pub(crate) fn with_pull_timing(mut self, pull: PullTiming) -> NatsTransport {
+        self.pull = pull;
+        self
+    }
+
+    /// The async-nats client.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The NATS transport of `bus`, or `None` when the bus runs on another one.
+    pub fn of(bus: &crate::Bus) -> Option<&NatsTransport> {
+        bus.transport().as_any().downcast_ref()
+    }
+
+    fn server_version(&self) -> String {
+        self.client.server_info().version
+    }
+}
+
+impl Transport for NatsTransport {
+    type Acker = NatsAcker;
+    type Subscription = NatsSubscription;
+
+    fn describe(&self) -> String {
+        let info = self.client.server_info();
+        format!("JetStream on nats-server {} at {}", info.version, info.host)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            notifications: true,
+            ..Capabilities::durable()
+        }
+    }
+
+    async fn publish(&self, message: Outgoing) -> Result<PubAck, PublishFailure> {
+        use jetstream::context::PublishErrorKind as K;
+        let headers = headers::to_nats(message.headers, Some(message.id));
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(message.payload)
+            .headers(headers);
+        let result = match self
+            .js
+            .send_publish(subject(message.subject), publish)
+            .await
+        {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(ack) => Ok(PubAck::new(ack.stream, ack.sequence, ack.duplicate)),
+            Err(e) if e.kind() == K::TimedOut || e.kind() == K::BrokenPipe => {
+                Err(PublishFailure::Lost(e.into()))
+            }
+            Err(e) => {
+                let kind = match e.kind() {
+                    K::StreamNotFound => PublishErrorKind::NoStream,
+                    K::MaxPayloadExceeded => PublishErrorKind::TooLarge,
+                    _ => PublishErrorKind::Rejected,
+                };
+                Err(PublishFailure::Failed(kind, e.into()))
+            }
+        }
+    }
+
+    async fn notify(&self, message: Outgoing) -> Result<(), PublishFailure> {
+        core::notify(&self.client, message).await
+    }
+
+    async fn declare_streams(
+        &self,
+        streams: &[StreamDecl],
+        policy: TopologyPolicy,
+    ) -> Result<(), Error> {
+        for stream in streams {
+            topology::declare_stream(&self.js, stream, policy).await?;
+        }
+        Ok(())
+    }
+
+    async fn declare_consumer(
+        &self,
+        consumer: &ConsumerDecl,
+        policy: TopologyPolicy,
+    ) -> Result<ConsumerView, Error> {
+        topology::declare_consumer(&self.js, &self.server_version(), consumer, policy).await
+    }
+
+    async fn consumer_status(&self, consumer: &ConsumerDecl) -> ConsumerStatus {
+        topology::consumer_status(&self.js, consumer).await
+    }
+
+    async fn subscribe(&self, consumer: &ConsumerDecl) -> Result<NatsSubscription, BoxError> {
+        let pull = PullSubscription::open(
+            self.client.clone(),
+            consumer,
+            self.pull,
+            self.reconnects.clone(),
+        )
+        .await?;
+        Ok(NatsSubscription(Kind::Pull(pull)))
+    }
+
+    async fn listen(
+        &self,
+        subject: &str,
+        queue: Option<&str>,
+    ) -> Result<NatsSubscription, BoxError> {
+        let core = CoreSubscription::open(&self.client, subject, queue).await?;
+        Ok(NatsSubscription(Kind::Core(core)))
+    }
+
+    async fn read_stream(&self, stream: &str) -> Result<Vec<Stored>, Error> {
+        topology::read_stream(&self.js, stream).await
+    }
+
+    async fn consumer_state(&self, stream: &str, durable: &str) -> Result<ConsumerState, Error> {
+        topology::consumer_state(&self.js, stream, durable).await
+    }
+
+    async fn flush(&self) -> Result<(), BoxError> {
+        self.client.flush().await.map_err(Into::into)
+    }
+}
+
+/// A subject for async-nats, without copying a static one.
+fn subject(s: Cow<'static, str>) -> Subject {
+    match s {
+        Cow::Borrowed(s) => Subject::from_static(s),
+        Cow::Owned(s) => Subject::from(s),
+    }
+}
+
+/// Settles a JetStream delivery on its `$JS.ACK...` reply subject; a
+/// notification has none, and settling it does nothing.
+#[derive(Debug, Clone)]
+pub struct NatsAcker {
+    client: async_nats::Client,
+    reply: Option<Subject>,
+}
+
+impl Acker for NatsAcker {
+    async fn settle(&self, settle: Settle) -> Result<(), SettleError> {
+        use jetstream::AckKind;
+        let Some(reply) = &self.reply else {
+            return Ok(());
+        };
+        let (what, kind) = match settle {
+            Settle::Ack => ("ack", AckKind::Ack),
+            Settle::Retry(delay) if delay.is_zero() => ("nak", AckKind::Nak(None)),
+            Settle::Retry(delay) => ("nak", AckKind::Nak(Some(delay))),
+            Settle::Progress => ("in-progress", AckKind::Progress),
+            Settle::Reject => ("term", AckKind::Term),
+        };
+        self.client
+            .publish(reply.clone(), kind.into())
+            .await
+            .map_err(|e| SettleError::new(what, e))
+    }
+}
+
+/// A consume loop's subscription: a JetStream pull consumer, or a core NATS
+/// subscription for notifications.
+#[derive(Debug)]
+pub struct NatsSubscription(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    Pull(PullSubscription),
+    Core(CoreSubscription),
+}
+
+impl Subscription for NatsSubscription {
+    type Acker = NatsAcker;
+
+    fn grant(&mut self, credits: usize) {
+        match &mut self.0 {
+            Kind::Pull(p) => p.grant(credits),
+            Kind::Core(c) => c.grant(credits),
+        }
+    }
+
+    async fn next(&mut self) -> Inbound<NatsAcker> {
+        match &mut self.0 {
+            Kind::Pull(p) => p.next().await,
+            Kind::Core(c) => c.next().await,
+        }
+    }
+
+    async fn close(self) -> usize {
+        match self.0 {
+            Kind::Pull(p) => p.close().await,
+            Kind::Core(c) => c.close().await,
+        }
+    }
+}

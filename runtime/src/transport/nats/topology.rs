@@ -1,0 +1,250 @@
+//! The topology plans executed on JetStream, and reading streams and
+//! consumers back.
+
+use async_nats::jetstream::consumer::{self, AckPolicy, pull};
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
+use async_nats::jetstream::stream::{self, RawMessageErrorKind, StorageType};
+use async_nats::jetstream::{self, ErrorCode};
+
+use super::{filter_change, headers};
+use crate::error::Error;
+use crate::handler::DeliverPolicy;
+use crate::topology::{
+    self, ConsumerDecl, ConsumerPlan, ConsumerState, ConsumerView, StreamDecl, StreamPlan,
+    TopologyPolicy,
+};
+use crate::transport::{ConsumerStatus, Stored};
+
+/// The fix when a server cannot change a durable's filter subject.
+const FILTER_CHANGE_HINT: &str = "upgrade nats-server to 2.10 or later; or, once every message of the durable is \
+    handled, delete the durable (`nats consumer rm`) so that it is recreated with the new filter (and set the \
+    handler's `deliver` to where it should start)";
+
+pub(super) async fn declare_stream(
+    js: &jetstream::Context,
+    decl: &StreamDecl,
+    policy: TopologyPolicy,
+) -> Result<(), Error> {
+    let name = decl.name.as_str();
+    let existing = match js.get_stream(name).await {
+        Ok(mut stream) => Some(
+            stream
+                .info()
+                .await
+                .map_err(|e| Error::topology(format!("cannot read stream `{name}`"), e))?
+                .config
+                .clone(),
+        ),
+        Err(e) if is_stream_not_found(&e) => None,
+        Err(e) => {
+            return Err(Error::topology(
+                format!("cannot look up stream `{name}`"),
+                e,
+            ));
+        }
+    };
+    let plan = topology::plan_stream(decl, policy, existing.as_ref().map(|c| &c.subjects[..]))?;
+    match (plan, existing) {
+        (StreamPlan::Keep, _) => Ok(()),
+        (StreamPlan::Create { subjects }, _) => {
+            let s = &decl.settings;
+            let config = stream::Config {
+                name: name.to_owned(),
+                subjects,
+                storage: if s.memory_storage {
+                    StorageType::Memory
+                } else {
+                    StorageType::File
+                },
+                num_replicas: s.replicas,
+                duplicate_window: s.duplicate_window,
+                ..Default::default()
+            };
+            js.create_stream(config).await.map_err(|e| {
+                Error::topology(
+                    format!("cannot create stream `{name}` (does the user have $JS.API.STREAM.CREATE rights?)"),
+                    e,
+                )
+            })?;
+            tracing::info!(stream = name, "created stream");
+            Ok(())
+        }
+        (StreamPlan::AddSubjects { subjects }, Some(mut config)) => {
+            config.subjects = subjects;
+            js.update_stream(config).await.map_err(|e| {
+                Error::topology(format!("cannot add subjects to stream `{name}`"), e)
+            })?;
+            Ok(())
+        }
+        (plan, None) => Err(Error::Config(format!(
+            "stream `{name}`: unexpected plan {plan:?} for a stream that does not exist"
+        ))),
+    }
+}
+
+fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+pub(super) async fn declare_consumer(
+    js: &jetstream::Context,
+    server_version: &str,
+    decl: &ConsumerDecl,
+    policy: TopologyPolicy,
+) -> Result<ConsumerView, Error> {
+    let what = decl.describe();
+    let stream = js
+        .get_stream_no_info(&decl.stream)
+        .await
+        .map_err(|e| Error::topology(format!("cannot open stream `{}`", decl.stream), e))?;
+    let existing = match stream.consumer_info(&decl.durable).await {
+        Ok(info) => Some(view(&info.config)),
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => None,
+        Err(e) => return Err(Error::topology(format!("cannot read {what}"), e)),
+    };
+    match topology::plan_consumer(decl, policy, existing.as_ref())? {
+        ConsumerPlan::Keep(view) => Ok(view),
+        ConsumerPlan::Create => {
+            let consumer = stream.create_consumer(config(decl)).await.map_err(|e| {
+                Error::topology(
+                    format!("cannot create {what} (does the user have $JS.API.CONSUMER.DURABLE.CREATE rights?)"),
+                    e,
+                )
+            })?;
+            tracing::info!(consumer = %decl.durable, stream = %decl.stream, "created durable consumer");
+            Ok(view(&consumer.cached_info().config))
+        }
+        ConsumerPlan::Update { diff } => {
+            if let Some(existing) = &existing
+                && existing.filter_subject != decl.filter_subject
+                && let Some(why) = filter_change::refuse_filter_change(server_version)
+            {
+                return Err(Error::Drift {
+                    what: decl.describe(),
+                    diff: format!("{diff}\n  ({why})"),
+                    hint: FILTER_CHANGE_HINT,
+                });
+            }
+            // without the server_2_10 API, creating an existing durable updates it
+            stream
+                .create_consumer(config(decl))
+                .await
+                .map_err(|e| topology::update_refused(decl, &diff, e))?;
+            let info = stream
+                .consumer_info(&decl.durable)
+                .await
+                .map_err(|e| Error::topology(format!("cannot read {what} after updating it"), e))?;
+            Ok(view(&info.config))
+        }
+    }
+}
+
+/// The declared consumer as JetStream config.
+fn config(decl: &ConsumerDecl) -> pull::Config {
+    pull::Config {
+        durable_name: Some(decl.durable.clone()),
+        filter_subject: decl.filter_subject.clone(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: decl.ack_wait,
+        max_deliver: i64::from(decl.max_deliver),
+        deliver_policy: match decl.deliver {
+            DeliverPolicy::New => consumer::DeliverPolicy::New,
+            DeliverPolicy::Last => consumer::DeliverPolicy::Last,
+            DeliverPolicy::All => consumer::DeliverPolicy::All,
+        },
+        ..Default::default()
+    }
+}
+
+/// What the server has, in jetflow's terms.
+fn view(config: &consumer::Config) -> ConsumerView {
+    ConsumerView {
+        filter_subject: config.filter_subject.clone(),
+        explicit_ack: config.ack_policy == AckPolicy::Explicit,
+        ack_wait: config.ack_wait,
+        max_deliver: config.max_deliver,
+        deliver: match config.deliver_policy {
+            consumer::DeliverPolicy::All => Some(DeliverPolicy::All),
+            consumer::DeliverPolicy::New => Some(DeliverPolicy::New),
+            consumer::DeliverPolicy::Last => Some(DeliverPolicy::Last),
+            _ => None,
+        },
+    }
+}
+
+pub(super) async fn consumer_status(
+    js: &jetstream::Context,
+    decl: &ConsumerDecl,
+) -> ConsumerStatus {
+    let stream = match js.get_stream_no_info(&decl.stream).await {
+        Ok(s) => s,
+        Err(e) => return ConsumerStatus::Unavailable(e.to_string()),
+    };
+    match stream.consumer_info(&decl.durable).await {
+        Ok(_) => ConsumerStatus::Exists,
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => ConsumerStatus::Missing,
+        Err(e) if e.kind() == ConsumerInfoErrorKind::StreamNotFound => {
+            ConsumerStatus::StreamMissing
+        }
+        Err(e) => ConsumerStatus::Unavailable(e.to_string()),
+    }
+}
+
+pub(super) async fn read_stream(js: &jetstream::Context, name: &str) -> Result<Vec<Stored>, Error> {
+    let mut stream = js
+        .get_stream(name)
+        .await
+        .map_err(|e| Error::topology(format!("cannot open the `{name}` stream"), e))?;
+    let state = stream
+        .info()
+        .await
+        .map_err(|e| Error::topology(format!("cannot read the `{name}` stream's info"), e))?
+        .state
+        .clone();
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return Ok(out);
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        let msg = match stream.get_raw_message(seq).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => continue,
+            Err(e) => {
+                return Err(Error::topology(
+                    format!("cannot read `{name}` message {seq}"),
+                    e,
+                ));
+            }
+        };
+        out.push(Stored::new(
+            msg.sequence,
+            msg.subject.to_string(),
+            headers::from_nats(Some(&msg.headers)),
+            msg.payload,
+        ));
+    }
+    Ok(out)
+}
+
+pub(super) async fn consumer_state(
+    js: &jetstream::Context,
+    stream: &str,
+    durable: &str,
+) -> Result<ConsumerState, Error> {
+    let what = format!("consumer `{durable}` on stream `{stream}`");
+    let info = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|e| Error::topology(format!("cannot open stream `{stream}`"), e))?
+        .consumer_info(durable)
+        .await
+        .map_err(|e| Error::topology(format!("cannot read {what}"), e))?;
+    Ok(ConsumerState {
+        num_pending: info.num_pending,
+        num_ack_pending: info.num_ack_pending as u64,
+        num_redelivered: info.num_redelivered as u64,
+        num_waiting: info.num_waiting as u64,
+        ack_floor: info.ack_floor.stream_sequence,
+        delivered: info.delivered.stream_sequence,
+    })
+}

@@ -1,0 +1,82 @@
+//! Which transport a URL selects.
+
+use crate::error::Error;
+
+/// The transports a URL can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// `nats://`, `tls://` (also several comma-separated NATS URLs).
+    Nats,
+    /// `memory://` or `memory://{name}`.
+    Memory,
+}
+
+/// The URL schemes jetflow understands, for error messages.
+const KNOWN: &str = "nats:// or tls:// (JetStream), memory:// (the embedded broker)";
+
+impl Scheme {
+    /// The transport `url` names, or an error that lists the ones jetflow has.
+    pub(crate) fn of(url: &str) -> Result<Scheme, Error> {
+        let scheme = url
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        match scheme.as_str() {
+            "nats" | "tls" | "ws" | "wss" => Ok(Scheme::Nats),
+            // a bare `host:port` is a NATS URL, as async-nats reads it
+            "" => Ok(Scheme::Nats),
+            "memory" => Ok(Scheme::Memory),
+            other => Err(Error::Connect {
+                url: redact(url),
+                source: format!("unknown URL scheme `{other}://`; jetflow connects to {KNOWN}")
+                    .into(),
+            }),
+        }
+    }
+}
+
+/// `url` without its secret (`redis://user:secret@host` -> `redis://user:***@host`,
+/// `nats://token@host` -> `nats://***@host`), for logs and errors.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        // `user:password@`: keep the user; a lone `token@` is the secret itself
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => format!("{scheme}://***@{host}{path}"),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes() {
+        assert_eq!(Scheme::of("nats://127.0.0.1:4222").unwrap(), Scheme::Nats);
+        assert_eq!(Scheme::of("TLS://host:4222").unwrap(), Scheme::Nats);
+        assert_eq!(Scheme::of("127.0.0.1:4222").unwrap(), Scheme::Nats);
+        assert_eq!(Scheme::of("memory://x").unwrap(), Scheme::Memory);
+        let err = Scheme::of("kafka://u:pw@h:9092").unwrap_err().to_string();
+        assert!(err.contains("unknown URL scheme `kafka://`"), "{err}");
+        assert!(!err.contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("redis://u:s3cret@h:6379/0"),
+            "redis://u:***@h:6379/0"
+        );
+        assert_eq!(redact("nats://h:4222"), "nats://h:4222");
+        assert_eq!(redact("nats://t0ken@h:4222"), "nats://***@h:4222");
+    }
+}
