@@ -9,6 +9,8 @@ use jetflow::testing::NatsServer;
 use jetflow::{App, AppHandle, Bus, Context, Handler};
 use tokio::time::Instant;
 
+pub mod conformance;
+
 /// Upper bound of any single wait in a test.
 pub const WAIT: Duration = Duration::from_secs(60);
 

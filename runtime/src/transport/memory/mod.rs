@@ -69,6 +69,7 @@ use tokio::sync::watch;
 use self::consumer::Consumer;
 use self::notify::Listeners;
 use self::stream::Stream;
+use crate::transport::Capabilities;
 
 /// URL scheme of the embedded broker: `memory://` (the process's default
 /// broker) or `memory://{name}`.
@@ -127,6 +128,14 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
+    /// What the embedded broker does: everything JetStream does for
+    /// jetflow, and notifications; nothing outlives the process.
+    pub const CAPABILITIES: Capabilities = Capabilities {
+        notifications: true,
+        persistence: false,
+        ..Capabilities::durable()
+    };
+
     /// The broker of this process named `name` (created on first use);
     /// `memory://{name}` reaches the same one.
     pub fn named(name: &str) -> Broker {

@@ -37,11 +37,7 @@ impl Transport for Broker {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            notifications: true,
-            persistence: false,
-            ..Capabilities::durable()
-        }
+        Broker::CAPABILITIES
     }
 
     async fn publish(&self, message: Outgoing) -> Result<PubAck, PublishFailure> {

@@ -78,6 +78,12 @@ pub struct NatsTransport {
 }
 
 impl NatsTransport {
+    /// What JetStream and core NATS do natively.
+    pub const CAPABILITIES: Capabilities = Capabilities {
+        notifications: true,
+        ..Capabilities::durable()
+    };
+
     /// A transport on an existing connection. Reconnections of a client made
     /// this way are not observed: after a reconnect, pull requests are
     /// re-issued only when the server's heartbeats stop. Apps connect with
@@ -140,10 +146,7 @@ impl Transport for NatsTransport {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            notifications: true,
-            ..Capabilities::durable()
-        }
+        NatsTransport::CAPABILITIES
     }
 
     async fn publish(&self, message: Outgoing) -> Result<PubAck, PublishFailure> {

@@ -1,0 +1,109 @@
+//! Graceful close and reopen mid-run loses nothing; one worker keeps the
+//! publish order.
+
+use std::time::Duration;
+
+use jetflow::prelude::*;
+
+use super::{Broker, Job, Kind, job, settled};
+use crate::{Ledger, WAIT};
+
+// ------------------------------------------------- close and reopen x 5
+
+#[handler(group = "reopen", concurrency = 8)]
+async fn steady(j: Job, ctx: Context, State(l): State<Ledger>) -> Result<(), HandlerError> {
+    l.record(&j.key, &ctx);
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    Ok(())
+}
+
+/// Five graceful stops and restarts mid-run with a concurrent publisher lose nothing.
+pub async fn close_and_reopen_loses_nothing(b: Broker) {
+    const N: usize = 500;
+    let ledger = Ledger::default();
+    let first = b.start(&ledger, steady).await;
+    let bus = first.bus().clone();
+    let publisher = tokio::spawn(async move {
+        for i in 0..N {
+            bus.publish(&job(i.to_string())).await.expect("publish");
+            if i % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let mut app = first;
+    for round in 1..=5 {
+        let before = ledger.entries().len();
+        ledger
+            .wait_until(WAIT, &format!("progress in round {round}"), |e| {
+                e.len() > before
+            })
+            .await;
+        app.stop().await.expect("graceful stop");
+        app = b.start(&ledger, steady).await;
+    }
+    publisher.await.expect("publisher");
+    ledger
+        .wait_until(WAIT, "all handled", |e| e.len() >= N)
+        .await;
+    settled(&app, "JOB", "reopen--job", N as u64).await;
+    app.stop().await.expect("stops");
+    assert_eq!(ledger.distinct(), N, "nothing lost");
+    let entries = ledger.entries();
+    let twice: Vec<_> = entries
+        .iter()
+        .filter(|e| entries.iter().filter(|o| o.key == e.key).count() > 1)
+        .collect();
+    if b.kind == Kind::Memory {
+        assert!(twice.is_empty(), "handled twice: {twice:?}");
+    } else {
+        // JetStream is at-least-once: a duplicate is legal only as a server
+        // redelivery (seen once in ~15 runs on 2.9.10, never on 2.15.1),
+        // never as two first deliveries, which would be jetflow's doing.
+        let firsts = twice.iter().filter(|e| e.delivered == 1).count();
+        assert!(
+            firsts <= twice.len() / 2,
+            "a message delivered once was handled twice: {twice:?}"
+        );
+    }
+}
+
+// ----------------------------------------------------------------- order
+
+#[handler(group = "ordered", concurrency = 1)]
+async fn in_order(j: Job, ctx: Context, State(l): State<Ledger>) -> Result<(), HandlerError> {
+    l.record(&j.key, &ctx);
+    Ok(())
+}
+
+/// One worker handles a backlog and new events in publish order, each once.
+pub async fn order_preserved_with_one_worker(b: Broker) {
+    const N: u64 = 200;
+    let ledger = Ledger::default();
+    // a backlog first: declare the stream and consumer, stop, publish
+    let app = b.start(&ledger, in_order).await;
+    let bus = app.bus().clone();
+    app.stop().await.expect("stops");
+    for i in 0..N {
+        bus.publish(&job(i.to_string())).await.expect("publish");
+    }
+    let app = b.start(&ledger, in_order).await;
+    for i in N..2 * N {
+        app.bus()
+            .publish(&job(i.to_string()))
+            .await
+            .expect("publish");
+    }
+    ledger
+        .wait_until(WAIT, "all handled", |e| e.len() as u64 >= 2 * N)
+        .await;
+    settled(&app, "JOB", "ordered--job", 2 * N).await;
+    app.stop().await.expect("stops");
+    let got: Vec<(u64, u64)> = ledger
+        .entries()
+        .iter()
+        .map(|e| (e.key.parse().expect("numeric key"), e.seq))
+        .collect();
+    let expected: Vec<(u64, u64)> = (0..2 * N).map(|i| (i, i + 1)).collect();
+    assert_eq!(got, expected, "publish order, one delivery each");
+}

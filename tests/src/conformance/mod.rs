@@ -1,0 +1,196 @@
+//! One set of delivery scenarios, written once and run against every
+//! transport (`tests/tests/conformance.rs` runs each scenario once per
+//! transport in [`TRANSPORTS`]). A scenario that behaved differently on two
+//! transports would be a bug of one of them; a scenario a transport cannot
+//! support by its [`Capabilities`] is skipped, and the reason printed.
+//! Faults only a server process has (kill, pause, network) live in the
+//! NATS-only tests.
+//!
+//! The oracle is the ledger of (event key, stream sequence, delivery count)
+//! that every handler writes, plus the broker's consumer counts.
+
+mod expiry;
+mod groups;
+mod lifecycle;
+mod notifications;
+mod payload;
+mod retry;
+
+pub use expiry::*;
+pub use groups::*;
+pub use lifecycle::*;
+
+pub use payload::*;
+pub use retry::*;
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use jetflow::prelude::*;
+use jetflow::testing::NatsServer;
+use jetflow::topology::ConsumerState;
+use jetflow::transport::Capabilities;
+use jetflow::{AppHandle, HandlerStats};
+
+use crate::{Ledger, WAIT};
+
+/// The transport a scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// JetStream on a private nats-server.
+    Nats,
+    /// The embedded broker, `memory://`.
+    Memory,
+}
+
+/// Every transport the suite runs on, with the name the README's
+/// capability table gives it and its capabilities.
+pub const TRANSPORTS: &[(Kind, &str, Capabilities)] = &[
+    (
+        Kind::Nats,
+        "JetStream (`nats://`)",
+        jetflow::transport::nats::NatsTransport::CAPABILITIES,
+    ),
+    (
+        Kind::Memory,
+        "embedded (`memory://`)",
+        jetflow::memory::Broker::CAPABILITIES,
+    ),
+];
+
+impl Kind {
+    /// The capabilities of this transport.
+    pub fn capabilities(self) -> Capabilities {
+        TRANSPORTS
+            .iter()
+            .find(|(k, ..)| *k == self)
+            .map(|(.., caps)| *caps)
+            .expect("every kind is in TRANSPORTS")
+    }
+
+    /// Stores JetStream's wire headers (`Nats-Msg-Id`) with each message.
+    pub fn jetstream_wire(self) -> bool {
+        matches!(self, Kind::Nats | Kind::Memory)
+    }
+}
+
+/// A private broker for one scenario: a server process, or an embedded
+/// broker with a name no other test uses.
+pub struct Broker {
+    /// Which transport.
+    pub kind: Kind,
+    /// Its URL.
+    pub url: String,
+    nats: Option<NatsServer>,
+}
+
+impl Broker {
+    /// A fresh broker of `kind` for the scenario `test`.
+    pub async fn new(kind: Kind, test: &str) -> Broker {
+        match kind {
+            Kind::Nats => {
+                let server = crate::server().await;
+                Broker {
+                    kind,
+                    url: server.url(),
+                    nats: Some(server),
+                }
+            }
+            Kind::Memory => {
+                crate::init_tracing();
+                Broker {
+                    kind,
+                    url: jetflow::testing::memory_url(test),
+                    nats: None,
+                }
+            }
+        }
+    }
+
+    /// The NATS server, for faults (`None` on other transports).
+    pub fn nats(&mut self) -> Option<&mut NatsServer> {
+        self.nats.as_mut()
+    }
+
+    /// An app named `name` on this broker.
+    pub fn app(&self, name: &str) -> App {
+        App::new(name).url(&self.url)
+    }
+
+    /// Starts an app named `t` with `ledger` as its state and `handler`.
+    pub async fn start<H: Handler>(&self, ledger: &Ledger, handler: H) -> AppHandle {
+        self.app("t")
+            .state(ledger.clone())
+            .handler(handler)
+            .start()
+            .await
+            .expect("app starts")
+    }
+
+    /// `true` when the transport has what the scenario `name` needs;
+    /// otherwise prints why it is skipped (straight to stderr, so the
+    /// line shows even though the test passes) and returns `false`.
+    pub fn supports(
+        &self,
+        scenario: &str,
+        need: &str,
+        has: impl Fn(&Capabilities) -> bool,
+    ) -> bool {
+        if has(&self.kind.capabilities()) {
+            return true;
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "conformance: skipping {scenario} on {:?}: the transport has no {need}",
+            self.kind
+        );
+        false
+    }
+}
+
+/// The counts of `durable` on `stream`.
+pub async fn state(app: &AppHandle, stream: &str, durable: &str) -> ConsumerState {
+    app.bus()
+        .consumer_state(stream, durable)
+        .await
+        .expect("consumer state readable")
+}
+
+/// Waits until the consumer reports everything up to `floor` settled and
+/// nothing pending or unacknowledged.
+pub async fn settled(app: &AppHandle, stream: &str, durable: &str, floor: u64) -> ConsumerState {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = state(app, stream, durable).await;
+        if s.ack_floor >= floor && s.num_ack_pending == 0 && s.num_pending == 0 {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for {stream}/{durable} to settle up to {floor}; it reports {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `handler`'s counts satisfy `done`, at most [`WAIT`].
+pub async fn wait_stats(
+    app: &AppHandle,
+    handler: &str,
+    done: impl FnMut(&HandlerStats) -> bool,
+) -> HandlerStats {
+    app.wait_stats(handler, WAIT, done)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A job keyed by `key`.
+#[event(version = "v1", id = key)]
+pub struct Job {
+    key: String,
+}
+
+/// The job `key`.
+pub fn job(key: impl Into<String>) -> Job {
+    Job { key: key.into() }
+}
