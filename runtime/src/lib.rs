@@ -7,7 +7,7 @@ pub mod app;
 pub mod asyncapi;
 mod consume;
 pub mod dlq;
-mod error;
+pub mod error;
 pub mod event;
 pub mod handler;
 pub mod publish;

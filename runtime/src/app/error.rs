@@ -30,3 +30,109 @@ pub enum WaitError {
         known: Vec<String>,
     },
 }
+
+/// The app or a handler is configured in a way that cannot work; found
+/// before anything reaches the broker.
+#[derive(Debug, Error)]
+#[error("invalid configuration: {}{message}", .handler.map(|h| format!("handler `{h}`: ")).unwrap_or_default())]
+pub struct ConfigError {
+    handler: Option<&'static str>,
+    kind: ConfigErrorKind,
+    message: String,
+}
+
+/// What is wrong with the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// A handler option has a value that cannot work.
+    InvalidOption,
+    /// A handler's `subject` cannot carry its event's subject.
+    SubjectMismatch,
+    /// Two handlers of one group consume one event name (they would share a durable).
+    DuplicateConsumer,
+    /// The transport cannot do what a handler asks (see
+    /// [`Capabilities`](crate::transport::Capabilities)).
+    Unsupported,
+    /// An option does not fit the kind of event (`broadcast` on a stream
+    /// event, `dead_letter` on a notification).
+    WrongEventKind,
+}
+
+impl ConfigError {
+    pub(crate) fn new(
+        handler: Option<&'static str>,
+        kind: ConfigErrorKind,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            handler,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// What is wrong.
+    pub fn kind(&self) -> ConfigErrorKind {
+        self.kind
+    }
+
+    /// The handler it concerns, if one.
+    pub fn handler(&self) -> Option<&'static str> {
+        self.handler
+    }
+}
+
+/// A consume loop stopped: its consumer cannot be used, by policy or by
+/// what the broker has, or the loop crashed.
+#[derive(Debug, Error)]
+#[error("handler `{handler}` stopped consuming `{consumer}`: {reason}")]
+pub struct ConsumerError {
+    handler: &'static str,
+    consumer: String,
+    kind: ConsumerErrorKind,
+    reason: String,
+}
+
+/// Why a consume loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConsumerErrorKind {
+    /// The consumer was deleted and the app is bind-only.
+    Deleted,
+    /// The broker's consumer of that name cannot be used (a JetStream push consumer).
+    Incompatible,
+    /// The loop panicked or was cancelled.
+    Crashed,
+}
+
+impl ConsumerError {
+    pub(crate) fn new(
+        handler: &'static str,
+        consumer: impl Into<String>,
+        kind: ConsumerErrorKind,
+        reason: impl Into<String>,
+    ) -> ConsumerError {
+        ConsumerError {
+            handler,
+            consumer: consumer.into(),
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// Why it stopped.
+    pub fn kind(&self) -> ConsumerErrorKind {
+        self.kind
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &'static str {
+        self.handler
+    }
+
+    /// `STREAM/durable`, or the notifications' subject.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+}

@@ -8,7 +8,7 @@ use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::WaitError;
-use crate::error::{Error, Result};
+use crate::error::{ConsumerError, ConsumerErrorKind, Error, Result};
 use crate::publish::Bus;
 use crate::telemetry::{Counters, HandlerStats};
 
@@ -155,9 +155,12 @@ impl AppHandle {
             .get(&join.id())
             .cloned()
             .unwrap_or(("(unknown)", "(unknown)".into()));
-        Error::Consumer {
-            consumer: source,
-            reason: format!("the consume loop of handler `{handler}` crashed: {join}"),
-        }
+        ConsumerError::new(
+            handler,
+            source,
+            ConsumerErrorKind::Crashed,
+            format!("the consume loop crashed: {join}"),
+        )
+        .into()
     }
 }

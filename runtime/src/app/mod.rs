@@ -12,5 +12,5 @@ mod start;
 
 pub use builder::App;
 pub use config::ConnectOptions;
-pub use error::WaitError;
+pub use error::{ConfigError, ConfigErrorKind, ConsumerError, ConsumerErrorKind, WaitError};
 pub use handle::AppHandle;

@@ -11,12 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::registration::Registration;
 use super::{App, AppHandle};
+use super::{ConfigError, ConfigErrorKind as Kind};
 use crate::consume::{self, Binding, Env, Source};
-use crate::error::{Error, Result};
-use crate::handler::DeliverPolicy;
+use crate::error::Result;
 use crate::publish::Bus;
 use crate::retry::RetryPolicy;
 use crate::telemetry::Counters;
+use crate::topology::DeliverPolicy;
 use crate::topology::{self, ConsumerDecl, StreamDecl};
 use crate::transport::{Capabilities, Transport};
 use crate::{dlq, event};
@@ -27,43 +28,45 @@ impl App {
         let mut seen = HashSet::new();
         for h in &self.handlers {
             let o = h.options();
+            let config = |kind, message: String| ConfigError::new(Some(o.name), kind, message);
             o.validate()
-                .map_err(|e| Error::Config(format!("handler `{}`: {e}", o.name)))?;
+                .map_err(|e| config(Kind::InvalidOption, e.to_string()))?;
             if let Some(s) = o.subject
                 && !event::subject_matches(s, h.event_subject())
             {
-                return Err(Error::Config(format!(
-                    "handler `{}`: subject {s:?} does not match its event's subject {:?}",
-                    o.name,
+                let message = format!(
+                    "subject {s:?} does not match its event's subject {:?}",
                     h.event_subject()
-                )));
+                );
+                return Err(config(Kind::SubjectMismatch, message).into());
             }
             if h.notification() && o.dead_letter == Some(true) {
-                return Err(Error::Config(format!(
-                    "handler `{}`: `{}` is a notification, which nothing stores, so it cannot be \
-                     dead-lettered; remove `dead_letter = true`",
-                    o.name,
+                let message = format!(
+                    "`{}` is a notification, which nothing stores, so it cannot be dead-lettered; \
+                     remove `dead_letter = true`",
                     h.event_name()
-                )));
+                );
+                return Err(config(Kind::WrongEventKind, message).into());
             }
             if o.broadcast && !h.notification() {
-                return Err(Error::Config(format!(
-                    "handler `{}`: `broadcast` is for notifications, and `{}` is stored in a stream \
-                     (replicas of a group share its durable); remove `broadcast`, or declare the event \
-                     with `#[event(notification)]`",
-                    o.name,
+                let message = format!(
+                    "`broadcast` is for notifications, and `{}` is stored in a stream (replicas of a \
+                     group share its durable); remove `broadcast`, or declare the event with \
+                     `#[event(notification)]`",
                     h.event_name()
-                )));
+                );
+                return Err(config(Kind::WrongEventKind, message).into());
             }
             h.check(&self.extensions)?;
             let group = o.group.unwrap_or(&self.name);
             if !h.notification() && !seen.insert((group.to_owned(), h.event_name())) {
-                return Err(Error::Config(format!(
-                    "two handlers of group `{group}` consume `{}` (the second is `{}`); they would share one \
-                     durable consumer and split the events — give one a different `group`",
+                let message = format!(
+                    "two handlers of group `{group}` consume `{}` (the second is `{}`); they would share \
+                     one durable consumer and split the events — give one a different `group`",
                     h.event_name(),
                     o.name
-                )));
+                );
+                return Err(ConfigError::new(None, Kind::DuplicateConsumer, message).into());
             }
         }
         Ok(())
@@ -75,10 +78,8 @@ impl App {
 fn check_capabilities(h: &dyn Registration, caps: &Capabilities, transport: &str) -> Result<()> {
     let o = h.options();
     let refuse = |what: String| {
-        Err(Error::Config(format!(
-            "handler `{}`: {what} ({transport})",
-            o.name
-        )))
+        let message = format!("{what} ({transport})");
+        Err(ConfigError::new(Some(o.name), Kind::Unsupported, message).into())
     };
     if h.notification() {
         if !caps.notifications {

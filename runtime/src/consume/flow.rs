@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::worker::Shared;
 use super::{Binding, Env, Source};
-use crate::error::Error;
+use crate::error::{ConsumerError, ConsumerErrorKind, Error};
 use crate::handler::BoxFuture;
 use crate::topology::TopologyPolicy;
 use crate::transport::{
@@ -168,10 +168,8 @@ impl<'a, T: Transport> Flow<'a, T> {
     async fn recover(&mut self, lost: Lost, stop: &CancellationToken) -> Result<(), Error> {
         let b = self.binding;
         if let Lost::Incompatible(reason) = lost {
-            return Err(Error::Consumer {
-                consumer: b.source.name(),
-                reason,
-            });
+            let kind = ConsumerErrorKind::Incompatible;
+            return Err(ConsumerError::new(b.handler, b.source.name(), kind, reason).into());
         }
         self.unsubscribe().await;
         self.failures += 1;
@@ -182,10 +180,13 @@ impl<'a, T: Transport> Flow<'a, T> {
                 ConsumerStatus::Exists => {}
                 ConsumerStatus::Missing => {
                     if self.env.policy == TopologyPolicy::BindOnly {
-                        return Err(Error::Consumer {
-                            consumer: b.source.name(),
-                            reason: "it was deleted on the server and the app is bind-only; recreate it and restart".into(),
-                        });
+                        return Err(ConsumerError::new(
+                            b.handler,
+                            b.source.name(),
+                            ConsumerErrorKind::Deleted,
+                            "it was deleted on the server and the app is bind-only; recreate it and restart",
+                        )
+                        .into());
                     }
                     tracing::warn!(consumer = %decl.durable, stream = %decl.stream, "durable consumer was deleted; recreating it from the declared config");
                     let recreate = self

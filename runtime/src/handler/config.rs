@@ -1,17 +1,6 @@
 use std::time::Duration;
 
-/// Where a newly created durable consumer starts reading its stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum DeliverPolicy {
-    /// Every message still in the stream (the default).
-    #[default]
-    All,
-    /// Only messages published after the consumer was created.
-    New,
-    /// The last message in the stream, then everything after it.
-    Last,
-}
+pub use crate::topology::DeliverPolicy;
 
 /// Options of a [`Handler`](crate::Handler), built in a `const` context.
 ///

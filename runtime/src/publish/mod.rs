@@ -10,9 +10,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use time::format_description::well_known::Rfc3339;
 
-use crate::error::Error;
 use crate::event::{Event, Notification, validate_subject_token};
-use crate::topology::ConsumerState;
+use crate::topology::{ConsumerState, TopologyError};
 use crate::transport::{
     Capabilities, DynTransport, Headers, Outgoing, PublishFailure, Stored, Transport,
 };
@@ -249,7 +248,7 @@ impl Bus {
     /// transport: pending, ack pending, redelivered, ack floor.
     ///
     /// ```no_run
-    /// # async fn demo(bus: jetflow::Bus) -> Result<(), jetflow::Error> {
+    /// # async fn demo(bus: jetflow::Bus) -> Result<(), jetflow::topology::TopologyError> {
     /// let state = bus.consumer_state("ORDER", "inventory--order_created").await?;
     /// println!("{} waiting for an ack, everything up to #{} done", state.num_ack_pending, state.ack_floor);
     /// # Ok(()) }
@@ -258,12 +257,12 @@ impl Bus {
         &self,
         stream: &str,
         durable: &str,
-    ) -> Result<ConsumerState, Error> {
+    ) -> Result<ConsumerState, TopologyError> {
         self.inner.transport.consumer_state(stream, durable).await
     }
 
     /// Every message of `stream`, oldest first.
-    pub(crate) async fn read_stream(&self, stream: &str) -> Result<Vec<Stored>, Error> {
+    pub(crate) async fn read_stream(&self, stream: &str) -> Result<Vec<Stored>, TopologyError> {
         self.inner.transport.read_stream(stream).await
     }
 

@@ -6,14 +6,27 @@
 //! per consumer ([`plan_consumer`]); each transport executes it against its
 //! broker.
 
+mod error;
 mod plan;
 
+pub use error::{TopologyError, TopologyErrorKind};
 pub(crate) use plan::update_refused;
 pub use plan::{ConsumerPlan, ConsumerView, StreamPlan, plan_consumer, plan_stream};
 
 use std::time::Duration;
 
-use crate::handler::DeliverPolicy;
+/// Where a newly created durable consumer starts reading its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DeliverPolicy {
+    /// Every message still in the stream (the default).
+    #[default]
+    All,
+    /// Only messages published after the consumer was created.
+    New,
+    /// The last message in the stream, then everything after it.
+    Last,
+}
 
 /// What start-up does when the broker's streams and consumers differ from
 /// the code, or are missing.

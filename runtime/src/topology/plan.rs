@@ -5,10 +5,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{ConsumerDecl, StreamDecl, TopologyPolicy};
-use crate::error::Error;
+use super::{ConsumerDecl, StreamDecl, TopologyError, TopologyPolicy};
 use crate::event::subject_matches;
-use crate::handler::DeliverPolicy;
+use crate::topology::DeliverPolicy;
 
 /// What provisioning does with one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,21 +37,21 @@ pub enum StreamPlan {
 /// let plan = plan_stream(&decl, TopologyPolicy::Update, None)?;
 /// assert_eq!(plan, StreamPlan::Create { subjects: vec!["order.>".into()] });
 /// assert_eq!(plan_stream(&decl, TopologyPolicy::Update, Some(&["order.>".into()]))?, StreamPlan::Keep);
-/// # Ok::<(), jetflow::Error>(())
+/// # Ok::<(), jetflow::topology::TopologyError>(())
 /// ```
 pub fn plan_stream(
     stream: &StreamDecl,
     policy: TopologyPolicy,
     existing: Option<&[String]>,
-) -> Result<StreamPlan, Error> {
+) -> Result<StreamPlan, TopologyError> {
     let name = &stream.name;
     let wanted = stream.patterns();
     let Some(existing) = existing else {
         if policy == TopologyPolicy::BindOnly {
-            return Err(Error::Config(format!(
-                "stream `{name}` does not exist and the app is bind-only; create it (subjects {wanted:?}) \
-                 or start with TopologyPolicy::Update"
-            )));
+            return Err(TopologyError::missing(
+                format!("stream `{name}`"),
+                &format!("create it (subjects {wanted:?})"),
+            ));
         }
         return Ok(StreamPlan::Create { subjects: wanted });
     };
@@ -76,11 +75,11 @@ pub fn plan_stream(
             }
             Ok(StreamPlan::AddSubjects { subjects })
         }
-        TopologyPolicy::Refuse | TopologyPolicy::BindOnly => Err(Error::Drift {
-            what: format!("stream `{name}`"),
+        TopologyPolicy::Refuse | TopologyPolicy::BindOnly => Err(TopologyError::drift(
+            format!("stream `{name}`"),
             diff,
-            hint: "add the subjects to the stream, or start with TopologyPolicy::Update",
-        }),
+            "add the subjects to the stream, or start with TopologyPolicy::Update",
+        )),
     }
 }
 
@@ -143,19 +142,16 @@ pub enum ConsumerPlan {
 ///     ConsumerPlan::Update { diff } => assert!(diff.contains("ack_wait: server=45s")),
 ///     other => panic!("{other:?}"),
 /// }
-/// # Ok::<(), jetflow::Error>(())
+/// # Ok::<(), jetflow::topology::TopologyError>(())
 /// ```
 pub fn plan_consumer(
     decl: &ConsumerDecl,
     policy: TopologyPolicy,
     existing: Option<&ConsumerView>,
-) -> Result<ConsumerPlan, Error> {
+) -> Result<ConsumerPlan, TopologyError> {
     let Some(existing) = existing else {
         if policy == TopologyPolicy::BindOnly {
-            return Err(Error::Config(format!(
-                "{} does not exist and the app is bind-only; create it or start with TopologyPolicy::Update",
-                decl.describe()
-            )));
+            return Err(TopologyError::missing(decl.describe(), "create it"));
         }
         return Ok(ConsumerPlan::Create);
     };
@@ -168,11 +164,11 @@ pub fn plan_consumer(
             tracing::warn!(consumer = %decl.durable, stream = %decl.stream, "consumer config differs from the code; updating:\n{diff}");
             Ok(ConsumerPlan::Update { diff })
         }
-        TopologyPolicy::Refuse => Err(Error::Drift {
-            what: decl.describe(),
+        TopologyPolicy::Refuse => Err(TopologyError::drift(
+            decl.describe(),
             diff,
-            hint: "align the code with the server, or start with TopologyPolicy::Update",
-        }),
+            "align the code with the server, or start with TopologyPolicy::Update",
+        )),
         TopologyPolicy::BindOnly => {
             tracing::warn!(consumer = %decl.durable, stream = %decl.stream, "bind-only: consumer config differs from the code (not changed):\n{diff}");
             Ok(ConsumerPlan::Keep(existing.clone()))
@@ -185,13 +181,13 @@ pub(crate) fn update_refused(
     decl: &ConsumerDecl,
     diff: &str,
     refusal: impl std::fmt::Display,
-) -> Error {
-    Error::Drift {
-        what: decl.describe(),
-        diff: format!("{diff}\n  (the server refused the update: {refusal})"),
-        hint: "some fields (e.g. deliver_policy) cannot change on an existing consumer; \
-               delete the consumer to recreate it, or restore the old value in the code",
-    }
+) -> TopologyError {
+    TopologyError::drift(
+        decl.describe(),
+        format!("{diff}\n  (the server refused the update: {refusal})"),
+        "some fields (e.g. deliver_policy) cannot change on an existing consumer; \
+         delete the consumer to recreate it, or restore the old value in the code",
+    )
 }
 
 /// Field-by-field differences between the broker's consumer and the declaration.

@@ -1,7 +1,7 @@
 //! [`Capabilities`]: what a transport's broker does by itself, so that the
 //! runtime emulates the rest in one place or refuses it at start-up.
 
-use crate::handler::DeliverPolicy;
+use crate::topology::DeliverPolicy;
 
 /// What a transport's broker does natively for durable consumption.
 ///

@@ -5,19 +5,22 @@
 use std::any::Any;
 
 use super::{BoxError, Capabilities, Outgoing, PubAck, PublishFailure, Stored, Transport};
-use crate::error::Error;
-use crate::handler::BoxFuture;
-use crate::topology::ConsumerState;
+use futures_util::future::BoxFuture;
+
+use crate::topology::{ConsumerState, TopologyError};
 
 pub(crate) trait DynTransport: Send + Sync + 'static {
     fn publish(&self, message: Outgoing) -> BoxFuture<'_, Result<PubAck, PublishFailure>>;
     fn notify(&self, message: Outgoing) -> BoxFuture<'_, Result<(), PublishFailure>>;
-    fn read_stream<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Result<Vec<Stored>, Error>>;
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Stored>, TopologyError>>;
     fn consumer_state<'a>(
         &'a self,
         stream: &'a str,
         durable: &'a str,
-    ) -> BoxFuture<'a, Result<ConsumerState, Error>>;
+    ) -> BoxFuture<'a, Result<ConsumerState, TopologyError>>;
     fn flush(&self) -> BoxFuture<'_, Result<(), BoxError>>;
     fn describe(&self) -> String;
     fn capabilities(&self) -> Capabilities;
@@ -31,14 +34,17 @@ impl<T: Transport> DynTransport for T {
     fn notify(&self, message: Outgoing) -> BoxFuture<'_, Result<(), PublishFailure>> {
         Box::pin(Transport::notify(self, message))
     }
-    fn read_stream<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Result<Vec<Stored>, Error>> {
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Stored>, TopologyError>> {
         Box::pin(Transport::read_stream(self, stream))
     }
     fn consumer_state<'a>(
         &'a self,
         stream: &'a str,
         durable: &'a str,
-    ) -> BoxFuture<'a, Result<ConsumerState, Error>> {
+    ) -> BoxFuture<'a, Result<ConsumerState, TopologyError>> {
         Box::pin(Transport::consumer_state(self, stream, durable))
     }
     fn flush(&self) -> BoxFuture<'_, Result<(), BoxError>> {

@@ -136,3 +136,58 @@ impl PublishError {
         &self.subject
     }
 }
+
+/// A transport could not be opened: the URL names none jetflow has, or the
+/// broker cannot be reached or refuses the credentials.
+#[derive(Debug, Error)]
+#[error("cannot connect to {url}: {message}")]
+pub struct ConnectError {
+    /// The URL, without its secret.
+    url: String,
+    kind: ConnectErrorKind,
+    message: String,
+    #[source]
+    source: Option<BoxError>,
+}
+
+/// Why a transport could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectErrorKind {
+    /// The URL's scheme names no transport.
+    UnknownScheme,
+    /// The transport is behind a cargo feature that is off.
+    MissingFeature,
+    /// A credentials file could not be read.
+    Credentials,
+    /// The broker did not answer, or refused the connection.
+    Unreachable,
+}
+
+impl ConnectError {
+    /// `url` (redacted here) could not be opened, because of `kind`; `message`
+    /// says what to do.
+    pub fn new(
+        url: &str,
+        kind: ConnectErrorKind,
+        message: impl Into<String>,
+        source: Option<BoxError>,
+    ) -> ConnectError {
+        ConnectError {
+            url: super::select::redact(url),
+            kind,
+            message: message.into(),
+            source,
+        }
+    }
+
+    /// Why.
+    pub fn kind(&self) -> ConnectErrorKind {
+        self.kind
+    }
+
+    /// The URL, without its secret.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}

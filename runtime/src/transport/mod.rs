@@ -50,7 +50,10 @@ pub mod nats;
 pub(crate) mod select;
 
 pub use capability::Capabilities;
-pub use error::{BoxError, PublishError, PublishErrorKind, PublishFailure, SettleError};
+pub use error::{
+    BoxError, ConnectError, ConnectErrorKind, PublishError, PublishErrorKind, PublishFailure,
+    SettleError,
+};
 pub use headers::{HeaderError, Headers};
 pub use message::{
     Acker, ConsumerStatus, DeliveryInfo, Inbound, Lost, Message, Outgoing, PubAck, Settle, Stored,
@@ -58,8 +61,9 @@ pub use message::{
 
 pub(crate) use erased::DynTransport;
 
-use crate::error::Error;
-use crate::topology::{ConsumerDecl, ConsumerState, ConsumerView, StreamDecl, TopologyPolicy};
+use crate::topology::{
+    ConsumerDecl, ConsumerState, ConsumerView, StreamDecl, TopologyError, TopologyPolicy,
+};
 
 /// A connection to a broker, as the runtime uses it. Cheap to clone.
 ///
@@ -104,7 +108,7 @@ pub trait Transport: Clone + Send + Sync + 'static {
         &self,
         streams: &[StreamDecl],
         policy: TopologyPolicy,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
+    ) -> impl Future<Output = Result<(), TopologyError>> + Send;
 
     /// Ensures the durable consumer exists as declared, by `policy` (see
     /// [`plan_consumer`](crate::topology::plan_consumer)); returns what the
@@ -113,7 +117,7 @@ pub trait Transport: Clone + Send + Sync + 'static {
         &self,
         consumer: &ConsumerDecl,
         policy: TopologyPolicy,
-    ) -> impl Future<Output = Result<ConsumerView, Error>> + Send;
+    ) -> impl Future<Output = Result<ConsumerView, TopologyError>> + Send;
 
     /// Whether the declared consumer and its stream exist, for recovery.
     fn consumer_status(
@@ -140,14 +144,17 @@ pub trait Transport: Clone + Send + Sync + 'static {
     }
 
     /// Every message in `stream`, oldest first.
-    fn read_stream(&self, stream: &str) -> impl Future<Output = Result<Vec<Stored>, Error>> + Send;
+    fn read_stream(
+        &self,
+        stream: &str,
+    ) -> impl Future<Output = Result<Vec<Stored>, TopologyError>> + Send;
 
     /// Counts of a durable consumer.
     fn consumer_state(
         &self,
         stream: &str,
         durable: &str,
-    ) -> impl Future<Output = Result<ConsumerState, Error>> + Send;
+    ) -> impl Future<Output = Result<ConsumerState, TopologyError>> + Send;
 
     /// Waits until everything sent (settlements included) reached the broker.
     fn flush(&self) -> impl Future<Output = Result<(), BoxError>> + Send;

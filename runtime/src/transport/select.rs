@@ -1,6 +1,6 @@
 //! Which transport a URL selects.
 
-use crate::error::Error;
+use super::{ConnectError, ConnectErrorKind};
 
 /// The transports a URL can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +16,7 @@ const KNOWN: &str = "nats:// or tls:// (JetStream), memory:// (the embedded brok
 
 impl Scheme {
     /// The transport `url` names, or an error that lists the ones jetflow has.
-    pub(crate) fn of(url: &str) -> Result<Scheme, Error> {
+    pub(crate) fn of(url: &str) -> Result<Scheme, ConnectError> {
         let scheme = url
             .split_once("://")
             .map(|(s, _)| s.to_ascii_lowercase())
@@ -26,11 +26,12 @@ impl Scheme {
             // a bare `host:port` is a NATS URL, as async-nats reads it
             "" => Ok(Scheme::Nats),
             "memory" => Ok(Scheme::Memory),
-            other => Err(Error::Connect {
-                url: redact(url),
-                source: format!("unknown URL scheme `{other}://`; jetflow connects to {KNOWN}")
-                    .into(),
-            }),
+            other => Err(ConnectError::new(
+                url,
+                ConnectErrorKind::UnknownScheme,
+                format!("unknown URL scheme `{other}://`; jetflow connects to {KNOWN}"),
+                None,
+            )),
         }
     }
 }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::stream::{Message, Stream};
 use crate::event::subject_matches;
-use crate::handler::DeliverPolicy;
+use crate::topology::DeliverPolicy;
 use crate::topology::{ConsumerDecl, ConsumerState, ConsumerView};
 
 /// A consumer's configuration, with what nats-server fills in for fields

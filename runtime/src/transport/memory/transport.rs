@@ -10,21 +10,21 @@ use super::notify::Note;
 use super::stream::{self, Refused, Stream};
 use super::subscription::MemorySubscription;
 use super::{Broker, MAX_PAYLOAD, MemoryAcker};
-use crate::error::Error;
 use crate::event::subject_matches;
 use crate::topology::{
     self, ConsumerDecl, ConsumerPlan, ConsumerState, ConsumerView, StreamDecl, StreamPlan,
-    TopologyPolicy,
+    TopologyError, TopologyPolicy,
 };
 use crate::transport::{
     BoxError, Capabilities, ConsumerStatus, Outgoing, PubAck, PublishErrorKind, PublishFailure,
     Stored, Transport,
 };
 
-fn stream_gone(stream: &str) -> Error {
-    Error::topology(
-        format!("cannot open stream `{stream}`"),
-        format!("stream not found on the embedded broker {stream:?}"),
+fn stream_gone(stream: &str) -> TopologyError {
+    TopologyError::read(
+        format!("stream `{stream}`"),
+        "open",
+        "the embedded broker has no such stream",
     )
 }
 
@@ -117,7 +117,7 @@ impl Transport for Broker {
         &self,
         streams: &[StreamDecl],
         policy: TopologyPolicy,
-    ) -> Result<(), Error> {
+    ) -> Result<(), TopologyError> {
         let mut state = self.lock();
         for decl in streams {
             let name = &decl.name;
@@ -149,7 +149,7 @@ impl Transport for Broker {
         &self,
         decl: &ConsumerDecl,
         policy: TopologyPolicy,
-    ) -> Result<ConsumerView, Error> {
+    ) -> Result<ConsumerView, TopologyError> {
         let view = {
             let mut guard = self.lock();
             let state = &mut *guard;
@@ -223,7 +223,7 @@ impl Transport for Broker {
         Ok(MemorySubscription::notes(self, id, queue, rx))
     }
 
-    async fn read_stream(&self, stream: &str) -> Result<Vec<Stored>, Error> {
+    async fn read_stream(&self, stream: &str) -> Result<Vec<Stored>, TopologyError> {
         let mut state = self.lock();
         let s = state
             .streams
@@ -243,16 +243,21 @@ impl Transport for Broker {
             .collect())
     }
 
-    async fn consumer_state(&self, stream: &str, durable: &str) -> Result<ConsumerState, Error> {
+    async fn consumer_state(
+        &self,
+        stream: &str,
+        durable: &str,
+    ) -> Result<ConsumerState, TopologyError> {
         let state = self.lock();
         let s = state
             .streams
             .get(stream)
             .ok_or_else(|| stream_gone(stream))?;
         let c = s.consumers.get(durable).ok_or_else(|| {
-            Error::topology(
-                format!("cannot read consumer `{durable}` on stream `{stream}`"),
-                "consumer not found on the embedded broker",
+            TopologyError::read(
+                format!("consumer `{durable}` on stream `{stream}`"),
+                "read",
+                "the embedded broker has no such consumer",
             )
         })?;
         Ok(c.state(s, Instant::now()))
@@ -264,7 +269,10 @@ impl Transport for Broker {
     }
 }
 
-fn check_overlap(streams: &BTreeMap<String, Stream>, config: &stream::Config) -> Result<(), Error> {
+fn check_overlap(
+    streams: &BTreeMap<String, Stream>,
+    config: &stream::Config,
+) -> Result<(), TopologyError> {
     for (other, s) in streams {
         if *other == config.name {
             continue;
@@ -272,9 +280,9 @@ fn check_overlap(streams: &BTreeMap<String, Stream>, config: &stream::Config) ->
         for a in &s.config.subjects {
             for b in &config.subjects {
                 if subject_matches(a, b) || subject_matches(b, a) {
-                    return Err(Error::topology(
-                        format!("cannot create or update stream `{}`", config.name),
-                        format!(
+                    return Err(TopologyError::overlap(
+                        format!("stream `{}`", config.name),
+                        &format!(
                             "its subject {b:?} overlaps {a:?} of stream `{other}`; give the events a distinct stream or first token"
                         ),
                     ));

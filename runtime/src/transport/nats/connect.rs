@@ -8,14 +8,14 @@ use tokio::sync::watch;
 
 use super::{NatsTransport, PullTiming};
 use crate::app::ConnectOptions;
-use crate::error::Error;
+use crate::transport::{ConnectError, ConnectErrorKind};
 
 /// Connects as client `name`; pull requests use `pull`.
 pub(crate) async fn connect(
     options: &ConnectOptions,
     name: &str,
     pull: PullTiming,
-) -> Result<NatsTransport, Error> {
+) -> Result<NatsTransport, ConnectError> {
     let (tx, rx) = watch::channel(0u64);
     let client = client(options, name, tx).await?;
     Ok(NatsTransport::new(client, Some(rx)).with_pull_timing(pull))
@@ -26,17 +26,21 @@ async fn client(
     options: &ConnectOptions,
     name: &str,
     reconnects: watch::Sender<u64>,
-) -> Result<async_nats::Client, Error> {
-    let fail = |source: Box<dyn std::error::Error + Send + Sync>| Error::Connect {
-        url: crate::transport::select::redact(&options.url),
-        source,
-    };
+) -> Result<async_nats::Client, ConnectError> {
     let mut o = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(options.connect_timeout);
     if let Some(path) = &options.creds {
         o = o.credentials_file(path).await.map_err(|e| {
-            fail(format!("cannot read credentials file {}: {e}", path.display()).into())
+            ConnectError::new(
+                &options.url,
+                ConnectErrorKind::Credentials,
+                format!(
+                    "cannot read the credentials file {}; check NATS_CREDS and the file's permissions",
+                    path.display()
+                ),
+                Some(e.into()),
+            )
         })?;
     }
     if let Some((u, p)) = options.user_and_password() {
@@ -77,7 +81,12 @@ async fn client(
             }
         }
     });
-    o.connect(options.url.as_str())
-        .await
-        .map_err(|e| fail(e.into()))
+    o.connect(options.url.as_str()).await.map_err(|e| {
+        ConnectError::new(
+            &options.url,
+            ConnectErrorKind::Unreachable,
+            format!("{e}; check NATS_URL / credentials and that the server is reachable"),
+            Some(e.into()),
+        )
+    })
 }

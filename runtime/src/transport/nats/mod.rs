@@ -39,8 +39,9 @@ use tokio::sync::watch;
 
 use self::core::CoreSubscription;
 use self::pull::PullSubscription;
-use crate::error::Error;
-use crate::topology::{ConsumerDecl, ConsumerState, ConsumerView, StreamDecl, TopologyPolicy};
+use crate::topology::{
+    ConsumerDecl, ConsumerState, ConsumerView, StreamDecl, TopologyError, TopologyPolicy,
+};
 use crate::transport::{
     Acker, BoxError, Capabilities, ConsumerStatus, Inbound, Outgoing, PubAck, PublishErrorKind,
     PublishFailure, Settle, SettleError, Stored, Subscription, Transport,
@@ -187,7 +188,7 @@ impl Transport for NatsTransport {
         &self,
         streams: &[StreamDecl],
         policy: TopologyPolicy,
-    ) -> Result<(), Error> {
+    ) -> Result<(), TopologyError> {
         for stream in streams {
             topology::declare_stream(&self.js, stream, policy).await?;
         }
@@ -198,7 +199,7 @@ impl Transport for NatsTransport {
         &self,
         consumer: &ConsumerDecl,
         policy: TopologyPolicy,
-    ) -> Result<ConsumerView, Error> {
+    ) -> Result<ConsumerView, TopologyError> {
         topology::declare_consumer(&self.js, &self.server_version(), consumer, policy).await
     }
 
@@ -226,11 +227,15 @@ impl Transport for NatsTransport {
         Ok(NatsSubscription(Kind::Core(core)))
     }
 
-    async fn read_stream(&self, stream: &str) -> Result<Vec<Stored>, Error> {
+    async fn read_stream(&self, stream: &str) -> Result<Vec<Stored>, TopologyError> {
         topology::read_stream(&self.js, stream).await
     }
 
-    async fn consumer_state(&self, stream: &str, durable: &str) -> Result<ConsumerState, Error> {
+    async fn consumer_state(
+        &self,
+        stream: &str,
+        durable: &str,
+    ) -> Result<ConsumerState, TopologyError> {
         topology::consumer_state(&self.js, stream, durable).await
     }
 

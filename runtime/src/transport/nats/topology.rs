@@ -7,11 +7,10 @@ use async_nats::jetstream::stream::{self, RawMessageErrorKind, StorageType};
 use async_nats::jetstream::{self, ErrorCode};
 
 use super::{filter_change, headers};
-use crate::error::Error;
-use crate::handler::DeliverPolicy;
+use crate::topology::DeliverPolicy;
 use crate::topology::{
     self, ConsumerDecl, ConsumerPlan, ConsumerState, ConsumerView, StreamDecl, StreamPlan,
-    TopologyPolicy,
+    TopologyError, TopologyPolicy,
 };
 use crate::transport::{ConsumerStatus, Stored};
 
@@ -24,24 +23,20 @@ pub(super) async fn declare_stream(
     js: &jetstream::Context,
     decl: &StreamDecl,
     policy: TopologyPolicy,
-) -> Result<(), Error> {
+) -> Result<(), TopologyError> {
     let name = decl.name.as_str();
+    let what = || format!("stream `{name}`");
     let existing = match js.get_stream(name).await {
         Ok(mut stream) => Some(
             stream
                 .info()
                 .await
-                .map_err(|e| Error::topology(format!("cannot read stream `{name}`"), e))?
+                .map_err(|e| TopologyError::read(what(), "read", e))?
                 .config
                 .clone(),
         ),
         Err(e) if is_stream_not_found(&e) => None,
-        Err(e) => {
-            return Err(Error::topology(
-                format!("cannot look up stream `{name}`"),
-                e,
-            ));
-        }
+        Err(e) => return Err(TopologyError::read(what(), "look up", e)),
     };
     let plan = topology::plan_stream(decl, policy, existing.as_ref().map(|c| &c.subjects[..]))?;
     match (plan, existing) {
@@ -61,8 +56,9 @@ pub(super) async fn declare_stream(
                 ..Default::default()
             };
             js.create_stream(config).await.map_err(|e| {
-                Error::topology(
-                    format!("cannot create stream `{name}` (does the user have $JS.API.STREAM.CREATE rights?)"),
+                TopologyError::create(
+                    what(),
+                    " (does the user have $JS.API.STREAM.CREATE rights?)",
                     e,
                 )
             })?;
@@ -71,14 +67,16 @@ pub(super) async fn declare_stream(
         }
         (StreamPlan::AddSubjects { subjects }, Some(mut config)) => {
             config.subjects = subjects;
-            js.update_stream(config).await.map_err(|e| {
-                Error::topology(format!("cannot add subjects to stream `{name}`"), e)
-            })?;
+            js.update_stream(config)
+                .await
+                .map_err(|e| TopologyError::update(what(), "add subjects to", e))?;
             Ok(())
         }
-        (plan, None) => Err(Error::Config(format!(
-            "stream `{name}`: unexpected plan {plan:?} for a stream that does not exist"
-        ))),
+        (plan, None) => Err(TopologyError::read(
+            what(),
+            "provision",
+            format!("the plan {plan:?} is for a stream that exists, and it does not"),
+        )),
     }
 }
 
@@ -91,23 +89,24 @@ pub(super) async fn declare_consumer(
     server_version: &str,
     decl: &ConsumerDecl,
     policy: TopologyPolicy,
-) -> Result<ConsumerView, Error> {
+) -> Result<ConsumerView, TopologyError> {
     let what = decl.describe();
     let stream = js
         .get_stream_no_info(&decl.stream)
         .await
-        .map_err(|e| Error::topology(format!("cannot open stream `{}`", decl.stream), e))?;
+        .map_err(|e| TopologyError::read(format!("stream `{}`", decl.stream), "open", e))?;
     let existing = match stream.consumer_info(&decl.durable).await {
         Ok(info) => Some(view(&info.config)),
         Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => None,
-        Err(e) => return Err(Error::topology(format!("cannot read {what}"), e)),
+        Err(e) => return Err(TopologyError::read(what, "read", e)),
     };
     match topology::plan_consumer(decl, policy, existing.as_ref())? {
         ConsumerPlan::Keep(view) => Ok(view),
         ConsumerPlan::Create => {
             let consumer = stream.create_consumer(config(decl)).await.map_err(|e| {
-                Error::topology(
-                    format!("cannot create {what} (does the user have $JS.API.CONSUMER.DURABLE.CREATE rights?)"),
+                TopologyError::create(
+                    what,
+                    " (does the user have $JS.API.CONSUMER.DURABLE.CREATE rights?)",
                     e,
                 )
             })?;
@@ -119,11 +118,11 @@ pub(super) async fn declare_consumer(
                 && existing.filter_subject != decl.filter_subject
                 && let Some(why) = filter_change::refuse_filter_change(server_version)
             {
-                return Err(Error::Drift {
-                    what: decl.describe(),
-                    diff: format!("{diff}\n  ({why})"),
-                    hint: FILTER_CHANGE_HINT,
-                });
+                return Err(TopologyError::drift(
+                    decl.describe(),
+                    format!("{diff}\n  ({why})"),
+                    FILTER_CHANGE_HINT,
+                ));
             }
             // without the server_2_10 API, creating an existing durable updates it
             stream
@@ -133,7 +132,7 @@ pub(super) async fn declare_consumer(
             let info = stream
                 .consumer_info(&decl.durable)
                 .await
-                .map_err(|e| Error::topology(format!("cannot read {what} after updating it"), e))?;
+                .map_err(|e| TopologyError::read(what, "read back the updated", e))?;
             Ok(view(&info.config))
         }
     }
@@ -190,15 +189,19 @@ pub(super) async fn consumer_status(
     }
 }
 
-pub(super) async fn read_stream(js: &jetstream::Context, name: &str) -> Result<Vec<Stored>, Error> {
+pub(super) async fn read_stream(
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<Vec<Stored>, TopologyError> {
+    let what = || format!("stream `{name}`");
     let mut stream = js
         .get_stream(name)
         .await
-        .map_err(|e| Error::topology(format!("cannot open the `{name}` stream"), e))?;
+        .map_err(|e| TopologyError::read(what(), "open", e))?;
     let state = stream
         .info()
         .await
-        .map_err(|e| Error::topology(format!("cannot read the `{name}` stream's info"), e))?
+        .map_err(|e| TopologyError::read(what(), "read the info of", e))?
         .state
         .clone();
     let mut out = Vec::new();
@@ -210,8 +213,9 @@ pub(super) async fn read_stream(js: &jetstream::Context, name: &str) -> Result<V
             Ok(m) => m,
             Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => continue,
             Err(e) => {
-                return Err(Error::topology(
-                    format!("cannot read `{name}` message {seq}"),
+                return Err(TopologyError::read(
+                    what(),
+                    &format!("read message {seq} of"),
                     e,
                 ));
             }
@@ -230,15 +234,15 @@ pub(super) async fn consumer_state(
     js: &jetstream::Context,
     stream: &str,
     durable: &str,
-) -> Result<ConsumerState, Error> {
+) -> Result<ConsumerState, TopologyError> {
     let what = format!("consumer `{durable}` on stream `{stream}`");
     let info = js
         .get_stream_no_info(stream)
         .await
-        .map_err(|e| Error::topology(format!("cannot open stream `{stream}`"), e))?
+        .map_err(|e| TopologyError::read(format!("stream `{stream}`"), "open", e))?
         .consumer_info(durable)
         .await
-        .map_err(|e| Error::topology(format!("cannot read {what}"), e))?;
+        .map_err(|e| TopologyError::read(what, "read", e))?;
     Ok(ConsumerState {
         num_pending: info.num_pending,
         num_ack_pending: info.num_ack_pending as u64,
