@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -115,6 +116,9 @@ fn check_capabilities(h: &dyn Registration, caps: &Capabilities, transport: &str
     Ok(())
 }
 
+/// How long `start` waits for a notification handler to listen.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHandle> {
     app.validate()?;
     let bus = Bus::on(transport.clone(), app.name.clone());
@@ -155,6 +159,7 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
     let mut tasks = JoinSet::new();
     let mut loops = HashMap::new();
     let mut stats = BTreeMap::new();
+    let mut listening = Vec::new();
     for h in app.handlers {
         let o = *h.options();
         let group = o.group.unwrap_or(&app.name).to_owned();
@@ -202,14 +207,25 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
         });
         let source = binding.source.name();
         tracing::info!(handler = o.name, source = %source, concurrency = binding.concurrency, "handler started");
+        let (ready, subscribed) = oneshot::channel();
+        if h.notification() {
+            listening.push((o.name, subscribed));
+        }
         let task = tasks.spawn(consume::run(
             transport.clone(),
             h.process(),
             binding,
             env.clone(),
             stop.clone(),
+            ready,
         ));
         loops.insert(task.id(), (o.name, source));
+    }
+    // A notification sent once `start` returns reaches every listener.
+    for (handler, subscribed) in listening {
+        if tokio::time::timeout(LISTEN_TIMEOUT, subscribed).await.is_err() {
+            tracing::warn!(handler, timeout = ?LISTEN_TIMEOUT, "the handler is not listening yet; notifications sent before it is are not heard by it");
+        }
     }
     Ok(AppHandle::new(bus, stop, tasks, loops, stats))
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::worker::Shared;
@@ -35,6 +36,8 @@ pub(super) struct Flow<'a, T: Transport> {
     granted: usize,
     /// Recoveries since the last message, for backoff.
     failures: u32,
+    /// Told when the first subscription is open.
+    ready: Option<oneshot::Sender<()>>,
 }
 
 impl<'a, T: Transport> Flow<'a, T> {
@@ -43,6 +46,7 @@ impl<'a, T: Transport> Flow<'a, T> {
         env: &'a Env,
         binding: &'a Binding,
         shared: Arc<Shared>,
+        ready: oneshot::Sender<()>,
     ) -> Self {
         Flow {
             transport,
@@ -53,6 +57,7 @@ impl<'a, T: Transport> Flow<'a, T> {
             sub: None,
             granted: 0,
             failures: 0,
+            ready: Some(ready),
         }
     }
 
@@ -140,7 +145,12 @@ impl<'a, T: Transport> Flow<'a, T> {
             }
         };
         match opened {
-            Ok(sub) => self.sub = Some(sub),
+            Ok(sub) => {
+                self.sub = Some(sub);
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(());
+                }
+            }
             Err(e) => {
                 tracing::warn!(handler = self.binding.handler, source = %self.binding.source.name(), error = %e, "cannot subscribe; will retry");
             }

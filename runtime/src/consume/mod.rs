@@ -13,6 +13,7 @@ pub(crate) use process::Process;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
@@ -74,7 +75,9 @@ pub(crate) struct Env {
 }
 
 /// Runs the handler until `stop` is cancelled (then drains gracefully) or
-/// the loop cannot continue (returns the error).
+/// the loop cannot continue (returns the error). `ready` is sent once the
+/// first subscription is open (a notification listener hears what is sent
+/// from then on).
 ///
 /// Handler calls run as futures inside this one task (at most
 /// `concurrency` at a time): no task is spawned and no message crosses a
@@ -86,6 +89,7 @@ pub(crate) async fn run<T: Transport>(
     binding: Arc<Binding>,
     env: Env,
     stop: CancellationToken,
+    ready: oneshot::Sender<()>,
 ) -> Result<(), Error> {
     let shared = Arc::new(worker::Shared {
         handler,
@@ -95,7 +99,7 @@ pub(crate) async fn run<T: Transport>(
         stopping: stop.clone(),
         abort: CancellationToken::new(),
     });
-    let mut flow = flow::Flow::new(&transport, &env, &binding, shared.clone());
+    let mut flow = flow::Flow::new(&transport, &env, &binding, shared.clone(), ready);
     let result = flow.run_until(&stop).await;
 
     // Graceful drain: stop receiving and give back what arrived but was not

@@ -235,6 +235,12 @@ impl Shared {
                 self.retry(delay, acker).await;
             }
             Action::DeadLetter { reason } => {
+                if !self.binding.caps.redelivery {
+                    span.record("outcome", "dropped");
+                    stats.record(Outcome::Terminated);
+                    tracing::error!(%reason, "dropping the notification (nothing stores it, so it cannot be dead-lettered)");
+                    return;
+                }
                 if !self.binding.dead_letter {
                     span.record("outcome", "reject");
                     stats.record(Outcome::Terminated);

@@ -130,7 +130,12 @@ impl Bus {
         let subject = E::SUBJECT;
         let (payload, id, time) = self.encode(event)?;
         let headers = self.event_headers::<E>(&id, time.as_deref(), correlation, causation);
-        let message = Outgoing::new(subject, headers, payload, id);
+        self.send_notification(Outgoing::new(subject, headers, payload, id))
+            .await
+    }
+
+    async fn send_notification(&self, message: Outgoing) -> Result<(), PublishError> {
+        let subject = message.subject.clone();
         self.inner
             .transport
             .notify(message)
@@ -211,30 +216,7 @@ impl Bus {
         headers: Headers,
         payload: Bytes,
     ) -> Result<PubAck, PublishError> {
-        if subject
-            .split('.')
-            .any(|t| validate_subject_token(t).is_err())
-        {
-            return Err(PublishError::new(
-                subject,
-                PublishErrorKind::InvalidSubject,
-                None,
-            ));
-        }
-        if let Some((name, _)) = headers
-            .iter()
-            .find(|(name, _)| name.to_ascii_lowercase().starts_with("nats-"))
-        {
-            return Err(PublishError::new(
-                subject,
-                PublishErrorKind::ReservedHeader(name.to_owned()),
-                None,
-            ));
-        }
-        let id = headers
-            .get(headers::ID)
-            .map(str::to_owned)
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let id = raw_checks(subject, &headers)?;
         self.publish_message(
             Cow::Owned(subject.to_owned()),
             || headers.clone(),
@@ -242,6 +224,19 @@ impl Bus {
             &id,
         )
         .await
+    }
+
+    /// Sends raw bytes as a notification on `subject`, as a foreign
+    /// producer would (see [`Bus::publish_raw`] for what is rejected).
+    pub async fn notify_raw(
+        &self,
+        subject: &str,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<(), PublishError> {
+        let id = raw_checks(subject, &headers)?;
+        let message = Outgoing::new(subject.to_owned(), headers, payload, id);
+        self.send_notification(message).await
     }
 
     /// Counts of the durable consumer `durable` on `stream`, on any
@@ -297,4 +292,34 @@ impl Bus {
             last,
         ))
     }
+}
+
+/// What a raw publish must pass: a concrete subject of valid tokens, no
+/// `Nats-*` header. Returns the message id: the `ce-id` header, or a fresh
+/// UUIDv7.
+fn raw_checks(subject: &str, headers: &Headers) -> Result<String, PublishError> {
+    if subject
+        .split('.')
+        .any(|t| validate_subject_token(t).is_err())
+    {
+        return Err(PublishError::new(
+            subject,
+            PublishErrorKind::InvalidSubject,
+            None,
+        ));
+    }
+    if let Some((name, _)) = headers
+        .iter()
+        .find(|(name, _)| name.to_ascii_lowercase().starts_with("nats-"))
+    {
+        return Err(PublishError::new(
+            subject,
+            PublishErrorKind::ReservedHeader(name.to_owned()),
+            None,
+        ));
+    }
+    Ok(headers
+        .get(headers::ID)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()))
 }
