@@ -14,10 +14,24 @@ use crate::ctxt::Ctxt;
 pub(crate) struct OptionDef {
     pub(crate) name: &'static str,
     pub(crate) example: &'static str,
+    /// Written alone, without `= value`.
+    pub(crate) flag: bool,
 }
 
 const fn def(name: &'static str, example: &'static str) -> OptionDef {
-    OptionDef { name, example }
+    OptionDef {
+        name,
+        example,
+        flag: false,
+    }
+}
+
+const fn flag(name: &'static str) -> OptionDef {
+    OptionDef {
+        name,
+        example: name,
+        flag: true,
+    }
 }
 
 /// Options of `#[event]`.
@@ -27,6 +41,7 @@ pub(crate) const EVENT_OPTIONS: &[OptionDef] = &[
     def("stream", r#"stream = "ORDERS""#),
     def("id", "id = order_id"),
     def("upcast_from", "upcast_from = OrderCreatedV1"),
+    flag("notification"),
     def("crate", "crate = ::jetflow"),
 ];
 
@@ -40,6 +55,7 @@ pub(crate) const HANDLER_OPTIONS: &[OptionDef] = &[
     def("concurrency", "concurrency = 8"),
     def("dead_letter", "dead_letter = false"),
     def("deliver", r#"deliver = "new""#),
+    flag("broadcast"),
     def("crate", "crate = ::jetflow"),
 ];
 
@@ -52,6 +68,8 @@ pub(crate) struct EventAttrs {
     pub(crate) id: Option<Ident>,
     /// The previous version's type.
     pub(crate) upcast_from: Option<Path>,
+    /// `notification`, as written.
+    pub(crate) notification: Option<Ident>,
     pub(crate) krate: Option<Path>,
     /// Options written, even with a mistake, or misspelled.
     pub(crate) mentioned: Vec<&'static str>,
@@ -67,6 +85,7 @@ impl EventAttrs {
                 "stream" => attrs.stream = opt.string(cx),
                 "id" => attrs.id = opt.ident(cx),
                 "upcast_from" => attrs.upcast_from = opt.path(cx, "a type"),
+                "notification" => attrs.notification = Some(opt.key),
                 _ => attrs.krate = opt.path(cx, "a path to the jetflow crate"),
             }
         });
@@ -85,6 +104,8 @@ pub(crate) struct HandlerAttrs {
     pub(crate) concurrency: Option<LitInt>,
     pub(crate) dead_letter: Option<LitBool>,
     pub(crate) deliver: Option<LitStr>,
+    /// `broadcast`, as written.
+    pub(crate) broadcast: Option<Ident>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -101,6 +122,7 @@ impl HandlerAttrs {
                 "concurrency" => attrs.concurrency = opt.int(cx),
                 "dead_letter" => attrs.dead_letter = opt.bool(cx),
                 "deliver" => attrs.deliver = opt.string(cx),
+                "broadcast" => attrs.broadcast = Some(opt.key),
                 _ => attrs.krate = opt.path(cx, "a path to the jetflow crate"),
             }
         });
@@ -111,6 +133,7 @@ impl HandlerAttrs {
 /// One known option, given once, with its value tokens.
 struct RawOption {
     def: &'static OptionDef,
+    key: Ident,
     value: TokenStream,
 }
 
@@ -258,7 +281,14 @@ fn parse_options(
             cx.error_spanned_by(&key, msg);
             continue;
         };
-        if value.is_empty() {
+        if def.flag && !value.is_empty() {
+            cx.error_spanned_by(
+                &value,
+                format!("`{key}` is a flag: write `{key}` alone, without a value"),
+            );
+            continue;
+        }
+        if !def.flag && value.is_empty() {
             cx.error_spanned_by(
                 &key,
                 format!("`{key}` needs a value, e.g. `{}`", def.example),
@@ -270,7 +300,7 @@ fn parse_options(
             continue;
         }
         seen.push(def.name);
-        on_option(RawOption { def, value });
+        on_option(RawOption { def, key, value });
     }
     mentioned
 }

@@ -136,6 +136,20 @@ fn event_impl(event: &ast::Event, spec: &EventSpec) -> TokenStream {
         Some(from) => upcast_impl(&krate, ident, spec, from),
     };
 
+    let (notification, notification_impl) = if spec.notification {
+        (
+            quote!(
+                const NOTIFICATION: bool = true;
+            ),
+            quote! {
+                #[automatically_derived]
+                impl #krate::Notification for #ident {}
+            },
+        )
+    } else {
+        (TokenStream::new(), TokenStream::new())
+    };
+
     quote! {
         #serde_attrs
         #schemars_attrs
@@ -147,10 +161,12 @@ fn event_impl(event: &ast::Event, spec: &EventSpec) -> TokenStream {
                 const VERSION: &'static str = #version;
                 const SUBJECT: &'static str = #subject;
                 const STREAM: &'static str = #stream;
+                #notification
                 #event_key
                 #schema
                 #upcast
             }
+            #notification_impl
             #upcast_check
         };
     }
@@ -266,6 +282,8 @@ fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenStream {
         }
     });
 
+    let kind_checks = event_kind_checks(&krate, handler, spec, event_ty);
+
     let unit = unit_struct(handler);
     let cfgs = cfg_attrs(&func.attrs);
     quote! {
@@ -295,8 +313,67 @@ fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenStream {
                 }
             }
             #subject_check
+            #(#kind_checks)*
         };
     }
+}
+
+/// Options that fit only one kind of event: `broadcast` only a notification;
+/// `ack_wait`, `deliver` and `dead_letter = true` only a stored event. Each
+/// check is spanned on its option, and evaluated against the event's
+/// `NOTIFICATION` when the handler compiles.
+fn event_kind_checks(
+    krate: &Path,
+    handler: &ast::Handler,
+    spec: &HandlerSpec,
+    event_ty: &syn::Type,
+) -> Vec<TokenStream> {
+    let attrs = &handler.attrs;
+    let mut checks = Vec::new();
+    let mut check = |span: proc_macro2::Span, notification: bool, message: String| {
+        let krate = respan(krate, span);
+        checks.push(quote_spanned! {span=>
+            const _: () = #krate::__private::assert_event_kind(
+                <#event_ty as #krate::Event>::NOTIFICATION,
+                #notification,
+                #message,
+            );
+        });
+    };
+    if let Some(flag) = &spec.broadcast {
+        check(
+            flag.span(),
+            true,
+            "`broadcast` is for notifications (`#[event(notification)]`); replicas of a group share a \
+             stored event's durable: remove `broadcast`"
+                .to_owned(),
+        );
+    }
+    let durable_only = [
+        ("ack_wait", attrs.ack_wait.as_ref().map(|l| l.span())),
+        ("deliver", attrs.deliver.as_ref().map(|l| l.span())),
+        (
+            "dead_letter = true",
+            attrs
+                .dead_letter
+                .as_ref()
+                .filter(|b| b.value)
+                .map(|b| b.span()),
+        ),
+    ];
+    for (option, span) in durable_only {
+        if let Some(span) = span {
+            check(
+                span,
+                false,
+                format!(
+                    "`{option}` does not apply to a notification (nothing stores or acknowledges it); \
+                     remove it"
+                ),
+            );
+        }
+    }
+    checks
 }
 
 /// `.group("inventory")`, ... for each option that was given (and is valid).
@@ -330,6 +407,9 @@ fn option_calls(krate: &Path, spec: &HandlerSpec) -> Vec<TokenStream> {
     }
     if let Some(variant) = &spec.deliver {
         calls.push(quote!(.deliver(#krate::handler::DeliverPolicy::#variant)));
+    }
+    if spec.broadcast.is_some() {
+        calls.push(quote!(.broadcast()));
     }
     calls
 }

@@ -48,6 +48,7 @@ use proc_macro::TokenStream;
 /// | `stream = "ORDERS"` | no | ASCII letters, digits, `_`, `-` | the name's first token, upper-cased: `order.created` -> `ORDER` |
 /// | `id = order_id` | no | a named field whose `Display` text is the business key (used for a stable event id and server-side deduplication) | none: every publish gets a fresh id |
 /// | `upcast_from = OrderCreatedV1` | no | the type of the previous version of this event (same `name`, an older `version`); requires `impl From<OrderCreatedV1> for ThisType`. A handler of this type receives every version of the chain, upcast | none |
+/// | `notification` | no | a flag: the event is a notification, published with `Bus::notify` without persistence (core NATS) and heard by the handlers listening at that moment; no stream stores it, so it takes no `stream` | stored in a stream |
 /// | `crate = path` | no | path to the `jetflow` crate, for a renamed or re-exported dependency | `::jetflow` |
 ///
 /// The subject is `{name}.{version}`. The struct may not be generic. If it
@@ -100,6 +101,16 @@ use proc_macro::TokenStream;
 ///     ["<different name>", "<same version>", "<older version>"],
 /// );
 /// ```
+///
+/// With `notification`, one more constant and a marker trait:
+///
+/// ```ignore
+/// impl Event for CacheInvalidated {
+///     // ... as above
+///     const NOTIFICATION: bool = true;
+/// }
+/// impl jetflow::Notification for CacheInvalidated {}
+/// ```
 #[proc_macro_attribute]
 pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand_event(attr.into(), item.into()).into()
@@ -143,7 +154,14 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `concurrency = 64` | integer from 1 to 65535: messages handled at once per instance | 1 |
 /// | `dead_letter = false` | `true` / `false`: copy failed messages to the DLQ stream | `true` |
 /// | `deliver = "new"` | `"all"`, `"new"` or `"last"`: where a new durable consumer starts | `"all"` |
+/// | `broadcast` | a flag, for a notification handler: every replica of the app hears each notification, instead of one replica of the group (a queue group). A compile error on a handler of a stored event | one replica per group |
 /// | `crate = path` | path to the `jetflow` crate, for a renamed or re-exported dependency | `::jetflow` |
+///
+/// A handler of a notification (`#[event(notification)]`) takes no
+/// `ack_wait`, `deliver` or `dead_letter = true` (nothing stores or
+/// acknowledges a notification): each is a compile error spanned on the
+/// option. Its failures are retried in-process with `max_deliver` and
+/// `backoff`.
 ///
 /// Durations are an integer followed by `ms`, `s`, `m` or `h`: `500ms`,
 /// `30s`, `5m`, `1h`.
@@ -189,6 +207,11 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// // only with `subject = "..."`: a compile error if the subject cannot carry the event
 /// const _: () = ::jetflow::__private::assert_subject_matches(<OrderCreated as Event>::SUBJECT, "order.created.v1");
+/// // one per option that fits only one kind of event (`ack_wait`, `deliver`,
+/// // `dead_letter = true`: stored events; `broadcast`: notifications), spanned on it
+/// const _: () = ::jetflow::__private::assert_event_kind(
+///     <OrderCreated as Event>::NOTIFICATION, false, "`ack_wait` does not apply to a notification ...",
+/// );
 /// ```
 #[proc_macro_attribute]
 pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -30,6 +30,8 @@ pub(crate) struct EventSpec {
     pub(crate) key: Option<Ident>,
     /// The previous version's type, if `upcast_from` names one.
     pub(crate) upcast_from: Option<Path>,
+    /// A notification: no stream stores it.
+    pub(crate) notification: bool,
     /// `false` when no impl can be generated for the struct (it is generic).
     pub(crate) expandable: bool,
 }
@@ -145,6 +147,15 @@ pub(crate) fn event(cx: &Ctxt, event: &ast::Event) -> EventSpec {
         !own
     });
 
+    if let (Some(flag), Some(stream)) = (&attrs.notification, &attrs.stream) {
+        cx.error_spanned_by(
+            stream,
+            format!(
+                "a notification is stored in no stream, so it takes no `stream`; remove `stream = ...`, or \
+                 remove `{flag}` to store the event"
+            ),
+        );
+    }
     if let Some(path) = &attrs.krate {
         crate_path(cx, path);
     }
@@ -154,6 +165,7 @@ pub(crate) fn event(cx: &Ctxt, event: &ast::Event) -> EventSpec {
         stream,
         key,
         upcast_from,
+        notification: attrs.notification.is_some(),
         expandable,
     }
 }
@@ -171,6 +183,8 @@ pub(crate) struct HandlerSpec {
     pub(crate) dead_letter: Option<bool>,
     /// The `DeliverPolicy` variant.
     pub(crate) deliver: Option<Ident>,
+    /// `broadcast`, as written.
+    pub(crate) broadcast: Option<Ident>,
 }
 
 pub(crate) fn handler(cx: &Ctxt, handler: &ast::Handler) -> HandlerSpec {
@@ -259,6 +273,7 @@ pub(crate) fn handler(cx: &Ctxt, handler: &ast::Handler) -> HandlerSpec {
         concurrency,
         dead_letter: attrs.dead_letter.as_ref().map(|b| b.value),
         deliver,
+        broadcast: attrs.broadcast.clone(),
     }
 }
 

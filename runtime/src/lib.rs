@@ -57,6 +57,16 @@ pub mod __private {
         }
     }
 
+    /// Compile-time check that a handler option fits its event's kind:
+    /// `is_notification` is the event's `NOTIFICATION`, `wanted` the kind
+    /// the option needs; a failure is a compile error with `message`,
+    /// spanned on the option.
+    pub const fn assert_event_kind(is_notification: bool, wanted: bool, message: &'static str) {
+        if is_notification != wanted {
+            panic!("{}", message);
+        }
+    }
+
     /// Compile-time rules of `#[event(upcast_from = P)]` (same name, newer
     /// version); a failure is a compile error with the macro's message.
     pub const fn assert_upcast(from: (&str, &str), to: (&str, &str), messages: [&'static str; 3]) {

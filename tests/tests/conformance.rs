@@ -43,6 +43,10 @@ conformance!(
         replicas_compete,
         close_and_reopen_loses_nothing,
         order_preserved_with_one_worker,
+        notification_broadcast,
+        notification_queue_group,
+        notification_retried_in_process,
+        notification_disconnected_publish_fails,
     ]
 );
 

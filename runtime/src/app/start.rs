@@ -41,6 +41,14 @@ impl App {
                 );
                 return Err(config(Kind::SubjectMismatch, message).into());
             }
+            if h.notification() && (o.ack_wait.is_some() || o.deliver.is_some()) {
+                let message = format!(
+                    "`{}` is a notification, which nothing stores or acknowledges; `ack_wait` and \
+                     `deliver` do not apply to it: remove them",
+                    h.event_name()
+                );
+                return Err(config(Kind::WrongEventKind, message).into());
+            }
             if h.notification() && o.dead_letter == Some(true) {
                 let message = format!(
                     "`{}` is a notification, which nothing stores, so it cannot be dead-lettered; \
@@ -223,7 +231,10 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
     }
     // A notification sent once `start` returns reaches every listener.
     for (handler, subscribed) in listening {
-        if tokio::time::timeout(LISTEN_TIMEOUT, subscribed).await.is_err() {
+        if tokio::time::timeout(LISTEN_TIMEOUT, subscribed)
+            .await
+            .is_err()
+        {
             tracing::warn!(handler, timeout = ?LISTEN_TIMEOUT, "the handler is not listening yet; notifications sent before it is are not heard by it");
         }
     }

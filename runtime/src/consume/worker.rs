@@ -118,6 +118,7 @@ impl Shared {
                         }
                     }
                     info.delivered += 1;
+                    tracing::Span::current().record("delivered", info.delivered);
                     subject = Some(kept.subject().to_owned());
                     headers = kept.headers().clone();
                 }

@@ -19,6 +19,7 @@ mod retry;
 pub use expiry::*;
 pub use groups::*;
 pub use lifecycle::*;
+pub use notifications::*;
 
 pub use payload::*;
 pub use retry::*;
@@ -110,6 +111,13 @@ impl Broker {
     /// The NATS server, for faults (`None` on other transports).
     pub fn nats(&mut self) -> Option<&mut NatsServer> {
         self.nats.as_mut()
+    }
+
+    /// The embedded broker (a `memory://` kind only), for faults.
+    pub fn memory(&self) -> jetflow::memory::Broker {
+        assert_eq!(self.kind, Kind::Memory, "not an embedded broker");
+        let name = self.url.trim_start_matches(jetflow::memory::SCHEME);
+        jetflow::memory::Broker::named(name)
     }
 
     /// An app named `name` on this broker.
