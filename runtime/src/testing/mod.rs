@@ -73,11 +73,15 @@
 //! # }
 //! ```
 
+mod binary;
 mod error;
-mod server;
+mod logs;
+mod nats;
+mod probe;
+mod process;
 
 pub use error::TestingError;
-pub use server::{NatsServer, NatsServerBuilder};
+pub use nats::{NatsServer, NatsServerBuilder};
 
 /// A `memory://` URL that names a broker no other call in this process
 /// returns: `memory://{prefix}-{pid}-{n}`. Give each test its own (an
