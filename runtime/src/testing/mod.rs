@@ -1,5 +1,5 @@
-//! Test support (feature `testing`): real `nats-server -js` processes, and
-//! private embedded brokers.
+//! Test support (feature `testing`): real `nats-server -js` processes,
+//! private embedded brokers, and private `redis-server` processes.
 //!
 //! # Both transports
 //!
@@ -72,12 +72,46 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # A private redis-server
+//!
+//! [`RedisServer`] starts `redis-server` on a random loopback port (never
+//! 6379) with its own working dir and nothing persisted, and can kill,
+//! restart (same port, empty), pause and resume it like [`NatsServer`].
+//! Dropping it kills the process and removes its dir.
+//!
+//! The binary is `$JETFLOW_REDIS_SERVER` if set, else the first
+//! `redis-server` on `PATH`; it must be 6.2 or newer (`XAUTOCLAIM`). On
+//! Debian and Ubuntu install the package `redis-server`, or run
+//! `scripts/setup`. Readiness is a raw `PING`, so the runtime needs no Redis
+//! client; a test talks to [`RedisServer::url`] with the client of its
+//! choice.
+//!
+//! ```no_run
+//! use jetflow::testing::RedisServer;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut server = RedisServer::start().await?;
+//! let url = server.url(); // redis://127.0.0.1:PORT
+//! // ... connect, then simulate a hung server:
+//! server.pause().await?;
+//! server.resume().await?;
+//! # drop(url);
+//! # Ok(())
+//! # }
+//! ```
 
+mod binary;
 mod error;
-mod server;
+mod logs;
+mod nats;
+mod probe;
+mod process;
+mod redis;
 
 pub use error::TestingError;
-pub use server::{NatsServer, NatsServerBuilder};
+pub use nats::{NatsServer, NatsServerBuilder};
+pub use redis::{RedisServer, RedisServerBuilder};
 
 /// A `memory://` URL that names a broker no other call in this process
 /// returns: `memory://{prefix}-{pid}-{n}`. Give each test its own (an
