@@ -7,6 +7,8 @@
 //! The crate is thin: `attr.rs` parses the options, `ast.rs` models the item,
 //! `valid.rs` checks the rules (collecting every error in one pass so that
 //! one compilation reports all mistakes), `expand.rs` generates the code.
+//! The rules themselves (names, versions, subjects, durations, option
+//! defaults) live in `jetflow-rules`, shared with the runtime.
 //! All behaviour lives in the runtime's `Event` and `Handler` traits.
 
 #![forbid(unsafe_code)]
@@ -15,9 +17,7 @@
 mod ast;
 mod attr;
 mod ctxt;
-mod duration;
 mod expand;
-mod names;
 mod valid;
 
 use proc_macro::TokenStream;

@@ -1,9 +1,18 @@
 //! The rules an event or handler must follow. Each rule records its error in
 //! the [`Ctxt`] and moves on; the result holds the values that passed, with
-//! defaults filled in, for `expand.rs`.
+//! defaults filled in, for `expand.rs`. The rules themselves are
+//! `jetflow_rules`'s, shared with the runtime; this module reports their
+//! errors at the right spans.
 
+use std::fmt::Display;
 use std::time::Duration;
 
+use jetflow_rules::{
+    IdentifierKind, OptionError, check_ack_wait, check_backoff_delays, check_backoff_retries,
+    check_concurrency, check_max_deliver, default_event_name, default_stream, parse_duration,
+    parse_duration_list, validate_event_name, validate_identifier, validate_subject,
+    validate_version,
+};
 use proc_macro2::{Ident, Span};
 use quote::quote;
 use syn::{Fields, Generics, LitInt, Path, PathArguments, Type};
@@ -11,14 +20,6 @@ use syn::{Fields, Generics, LitInt, Path, PathArguments, Type};
 use crate::ast;
 use crate::attr::suggest;
 use crate::ctxt::Ctxt;
-use crate::duration::{parse_duration, parse_duration_list};
-use crate::names::{
-    default_event_name, default_stream, validate_identifier, validate_name, validate_subject,
-    validate_version,
-};
-
-/// `max_deliver` when the handler does not set it (the runtime's default).
-const DEFAULT_MAX_DELIVER: u32 = 5;
 
 /// The resolved values of an event.
 pub(crate) struct EventSpec {
@@ -65,14 +66,14 @@ pub(crate) fn event(cx: &Ctxt, event: &ast::Event) -> EventSpec {
     let name = match &attrs.name {
         Some(lit) => {
             let name = lit.value();
-            if let Err(msg) = validate_name(&name) {
+            if let Err(msg) = validate_event_name(&name) {
                 cx.error_spanned_by(lit, msg);
             }
             name
         }
         None => {
             let name = default_event_name(&item.ident.to_string());
-            if let Err(msg) = validate_name(&name) {
+            if let Err(msg) = validate_event_name(&name) {
                 cx.error_spanned_by(
                     &item.ident,
                     format!("cannot derive an event name from `{}`: {msg}; set it with `name = \"...\"`", item.ident),
@@ -85,7 +86,7 @@ pub(crate) fn event(cx: &Ctxt, event: &ast::Event) -> EventSpec {
     let stream = match &attrs.stream {
         Some(lit) => {
             let stream = lit.value();
-            if let Err(msg) = validate_identifier("stream", &stream) {
+            if let Err(msg) = validate_identifier(IdentifierKind::Stream, &stream) {
                 cx.error_spanned_by(lit, msg);
             }
             stream
@@ -179,54 +180,42 @@ pub(crate) fn handler(cx: &Ctxt, handler: &ast::Handler) -> HandlerSpec {
         .subject
         .clone()
         .filter(|lit| check(cx, lit, validate_subject(&lit.value())));
-    let group = attrs
-        .group
-        .clone()
-        .filter(|lit| check(cx, lit, validate_identifier("group", &lit.value())));
-
-    let max_deliver = attrs.max_deliver.as_ref().and_then(|lit| {
-        int_in_range(
+    let group = attrs.group.clone().filter(|lit| {
+        check(
             cx,
             lit,
-            1,
-            u32::MAX,
-            "`max_deliver` must be at least 1 (the first delivery counts)",
+            validate_identifier(IdentifierKind::Group, &lit.value()),
+        )
+    });
+
+    let max_deliver = attrs.max_deliver.as_ref().and_then(|lit| {
+        int_option(
+            cx,
+            lit,
+            check_max_deliver,
+            "`max_deliver` must be at most 4294967295",
         )
     });
     let concurrency = attrs.concurrency.as_ref().and_then(|lit| {
-        int_in_range(
+        int_option(
             cx,
             lit,
-            1,
-            u32::from(u16::MAX),
-            "`concurrency` must be between 1 and 65535",
+            check_concurrency,
+            OptionError::ConcurrencyOutOfRange,
         )
     });
 
     let backoff = attrs.backoff.as_ref().and_then(|lit| {
-        let delays = parse_duration_list(&lit.value()).map_err(|msg| cx.error_spanned_by(lit, msg)).ok()?;
-        if delays.contains(&Duration::ZERO) {
-            cx.error_spanned_by(lit, "`backoff` delays must be greater than zero, e.g. `backoff = \"1s, 5s, 30s\"`");
+        let delays = parse_duration_list(&lit.value())
+            .map_err(|msg| cx.error_spanned_by(lit, msg))
+            .ok()?;
+        if !check(cx, lit, check_backoff_delays(&delays)) {
             return None;
         }
         // Only compare with a valid `max_deliver`; a bad one already has its error.
-        if attrs.max_deliver.is_none() || max_deliver.is_some() {
-            let max = max_deliver.unwrap_or(DEFAULT_MAX_DELIVER);
-            let retries = max as usize - 1;
-            if delays.len() > retries {
-                let given = if max_deliver.is_some() { "" } else { "the default " };
-                let fix = if max_deliver.is_some() { "raise" } else { "set" };
-                cx.error_spanned_by(
-                    lit,
-                    format!(
-                        "`backoff` has {} but {given}`max_deliver = {max}` allows only {}; drop delays or {fix} \
-                         `max_deliver`",
-                        plural(delays.len(), "delay"),
-                        plural(retries, "retry"),
-                    ),
-                );
-                return None;
-            }
+        let max_deliver_ok = attrs.max_deliver.is_none() || max_deliver.is_some();
+        if max_deliver_ok && !check(cx, lit, check_backoff_retries(delays.len(), max_deliver)) {
+            return None;
         }
         Some(delays)
     });
@@ -235,14 +224,7 @@ pub(crate) fn handler(cx: &Ctxt, handler: &ast::Handler) -> HandlerSpec {
         let wait = parse_duration(&lit.value())
             .map_err(|msg| cx.error_spanned_by(lit, msg))
             .ok()?;
-        if wait < Duration::from_millis(1) {
-            cx.error_spanned_by(
-                lit,
-                "`ack_wait` must be at least `1ms`, e.g. `ack_wait = \"30s\"`",
-            );
-            return None;
-        }
-        Some(wait)
+        check(cx, lit, check_ack_wait(wait)).then_some(wait)
     });
 
     let deliver = attrs.deliver.as_ref().and_then(|lit| {
@@ -343,17 +325,24 @@ fn signature(cx: &Ctxt, handler: &ast::Handler) -> bool {
 }
 
 /// Records `result`'s error spanned on `tokens`; `true` if it is `Ok`.
-fn check(cx: &Ctxt, tokens: impl quote::ToTokens, result: Result<(), String>) -> bool {
+fn check<E: Display>(cx: &Ctxt, tokens: impl quote::ToTokens, result: Result<(), E>) -> bool {
     result
         .map_err(|msg| cx.error_spanned_by(tokens, msg))
         .is_ok()
 }
 
-fn int_in_range(cx: &Ctxt, lit: &LitInt, min: u32, max: u32, msg: &str) -> Option<u32> {
+/// An integer option: a `u32` that passes `rule`; `too_large` is the error
+/// of a literal that does not fit in a `u32`.
+fn int_option(
+    cx: &Ctxt,
+    lit: &LitInt,
+    rule: fn(u32) -> Result<(), OptionError>,
+    too_large: impl Display,
+) -> Option<u32> {
     match lit.base10_parse::<u32>() {
-        Ok(n) if (min..=max).contains(&n) => Some(n),
-        _ => {
-            cx.error_spanned_by(lit, msg);
+        Ok(n) => check(cx, lit, rule(n)).then_some(n),
+        Err(_) => {
+            cx.error_spanned_by(lit, too_large);
             None
         }
     }
@@ -401,13 +390,5 @@ fn last_segment(ty: &Type) -> Option<String> {
     match ty {
         Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.to_string()),
         _ => None,
-    }
-}
-
-fn plural(n: usize, word: &str) -> String {
-    match (n, word) {
-        (1, _) => format!("1 {word}"),
-        (_, "retry") => format!("{n} retries"),
-        _ => format!("{n} {word}s"),
     }
 }
