@@ -260,8 +260,7 @@ impl App {
         let mut seen = HashSet::new();
         for h in &self.handlers {
             let o = h.options();
-            o.validate()
-                .map_err(|e| Error::Config(format!("handler `{}`: {e}", o.name)))?;
+            o.validate().map_err(|e| Error::Config(e.to_string()))?;
             if let Some(s) = o.subject
                 && !event::subject_matches(s, h.event_subject())
             {

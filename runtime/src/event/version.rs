@@ -198,16 +198,10 @@ pub fn filter_subject<E: Event>() -> String {
 
 /// `v12` -> 12 (0 if it is not a version, which `#[event]` already rejects).
 pub(crate) const fn version_number(version: &str) -> u64 {
-    let bytes = version.as_bytes();
-    let mut n: u64 = 0;
-    let mut i = 1;
-    while i < bytes.len() {
-        n = n
-            .saturating_mul(10)
-            .saturating_add((bytes[i] - b'0') as u64);
-        i += 1;
+    match jetflow_rules::version_number(version) {
+        Some(n) => n,
+        None => 0,
     }
-    n
 }
 
 const fn str_eq(a: &str, b: &str) -> bool {
@@ -257,6 +251,10 @@ mod tests {
         assert_eq!(version_number("v1"), 1);
         assert_eq!(version_number("v12"), 12);
         assert!(version_number("v10") > version_number("v9"));
+        // Not versions (`#[event]` rejects them): they used to read as 0 and 1.
+        assert_eq!(version_number("v0"), 0);
+        assert_eq!(version_number("v01"), 0);
+        assert_eq!(version_number("x1"), 0);
         assert!(str_eq("order.created", "order.created"));
         assert!(!str_eq("order.created", "order.create"));
         assert!(!str_eq("order.created", "order.placed!"));
