@@ -203,7 +203,7 @@ async fn invalid_options_are_refused_before_connecting() {
         .unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("handler `bad`") && text.contains("`max_deliver = 2` allows only 1 retries"),
+        text.contains("handler `bad`") && text.contains("`max_deliver = 2` allows only 1 retry"),
         "{text}"
     );
 }

@@ -39,6 +39,8 @@ pub struct ConfigError {
     handler: Option<&'static str>,
     kind: ConfigErrorKind,
     message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 /// What is wrong with the configuration.
@@ -69,7 +71,17 @@ impl ConfigError {
             handler,
             kind,
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// Keeps `source` as the cause.
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> ConfigError {
+        self.source = Some(Box::new(source));
+        self
     }
 
     /// What is wrong.

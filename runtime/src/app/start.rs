@@ -31,7 +31,7 @@ impl App {
             let o = h.options();
             let config = |kind, message: String| ConfigError::new(Some(o.name), kind, message);
             o.validate()
-                .map_err(|e| config(Kind::InvalidOption, e.to_string()))?;
+                .map_err(|e| config(Kind::InvalidOption, e.source.to_string()).with_source(e))?;
             if let Some(s) = o.subject
                 && !event::subject_matches(s, h.event_subject())
             {

@@ -101,6 +101,5 @@ pub trait Notification: Event {}
 
 /// The subjects a stream needs so that it stores an event: `{first token}.>`.
 pub(crate) fn stream_subject_of(name: &str) -> String {
-    let first = name.split('.').next().unwrap_or(name);
-    format!("{first}.>")
+    jetflow_rules::stream_subject(name)
 }

@@ -110,7 +110,8 @@ impl fmt::Debug for EventInfo {
 /// Decodes a message published on `subject` as `E`: the subject's version
 /// token picks the type in `E`'s upcast chain, which is decoded and upcast
 /// to `E`. A subject without a version token (a custom subject) is decoded
-/// as `E`'s own version. This is what the consume loop calls for every
+/// as `E`'s own version; a last token shaped like one but invalid (`v0`,
+/// `v01`) is an unsupported version. This is what the consume loop calls for every
 /// message.
 ///
 /// ```
@@ -132,10 +133,26 @@ impl fmt::Debug for EventInfo {
 /// assert_eq!(e.currency, "EUR");
 /// let newer = decode_subject::<OrderCreatedV2>("order.created.v3", b"{}");
 /// assert!(matches!(newer, Err(DecodeError::UnsupportedVersion { .. })));
+/// // shaped like a version but not one: never decoded as the own version
+/// let zero = decode_subject::<OrderCreatedV2>("order.created.v0", br#"{"order_id": "o-1", "currency": "EUR"}"#);
+/// assert!(matches!(zero, Err(DecodeError::UnsupportedVersion { .. })));
 /// # Ok::<(), DecodeError>(())
 /// ```
 pub fn decode_subject<E: Event>(subject: &str, payload: &[u8]) -> Result<E, DecodeError> {
-    let version = version_of(subject).unwrap_or(E::VERSION);
+    let version = match version_of(subject) {
+        Some(v) => v,
+        // `v0`, `v01`: shaped like a version but none; never decoded as ours
+        None => match subject.rsplit('.').next() {
+            Some(last)
+                if last.len() > 1
+                    && last.starts_with('v')
+                    && last[1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                return Err(unsupported::<E>(last));
+            }
+            _ => E::VERSION,
+        },
+    };
     if version != E::VERSION && !E::history().iter().any(|v| v.version == version) {
         return Err(unsupported::<E>(version));
     }
@@ -198,16 +215,10 @@ pub fn filter_subject<E: Event>() -> String {
 
 /// `v12` -> 12 (0 if it is not a version, which `#[event]` already rejects).
 pub(crate) const fn version_number(version: &str) -> u64 {
-    let bytes = version.as_bytes();
-    let mut n: u64 = 0;
-    let mut i = 1;
-    while i < bytes.len() {
-        n = n
-            .saturating_mul(10)
-            .saturating_add((bytes[i] - b'0') as u64);
-        i += 1;
+    match jetflow_rules::version_number(version) {
+        Some(n) => n,
+        None => 0,
     }
-    n
 }
 
 const fn str_eq(a: &str, b: &str) -> bool {
@@ -257,6 +268,10 @@ mod tests {
         assert_eq!(version_number("v1"), 1);
         assert_eq!(version_number("v12"), 12);
         assert!(version_number("v10") > version_number("v9"));
+        // Not versions (`#[event]` rejects them): they used to read as 0 and 1.
+        assert_eq!(version_number("v0"), 0);
+        assert_eq!(version_number("v01"), 0);
+        assert_eq!(version_number("x1"), 0);
         assert!(str_eq("order.created", "order.created"));
         assert!(!str_eq("order.created", "order.create"));
         assert!(!str_eq("order.created", "order.placed!"));

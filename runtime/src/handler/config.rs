@@ -1,5 +1,11 @@
 use std::time::Duration;
 
+use jetflow_rules::{
+    DEFAULT_ACK_WAIT, DEFAULT_BACKOFF, DEFAULT_CONCURRENCY, DEFAULT_DEAD_LETTER,
+    DEFAULT_MAX_DELIVER, HandlerOptionValues, OptionError, check_handler_options,
+};
+use thiserror::Error;
+
 pub use crate::topology::DeliverPolicy;
 
 /// Options of a [`Handler`](crate::Handler), built in a `const` context.
@@ -45,13 +51,6 @@ pub struct HandlerOptions {
     pub broadcast: bool,
 }
 
-/// Default delays between attempts.
-pub(crate) const DEFAULT_BACKOFF: &[Duration] = &[
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-];
-
 impl HandlerOptions {
     /// Options with every value at its default.
     pub const fn new(name: &'static str) -> Self {
@@ -83,17 +82,18 @@ impl HandlerOptions {
         self.max_deliver = Some(n);
         self
     }
-    /// Sets the retry delays, indexed by delivery count (the last one repeats).
+    /// Sets the retry delays, indexed by delivery count (the last one repeats):
+    /// at least one, each > 0, at most `max_deliver - 1` of them.
     pub const fn backoff(mut self, delays: &'static [Duration]) -> Self {
         self.backoff = Some(delays);
         self
     }
-    /// Sets the server-side ack wait (> 0).
+    /// Sets the server-side ack wait (>= 1ms).
     pub const fn ack_wait(mut self, d: Duration) -> Self {
         self.ack_wait = Some(d);
         self
     }
-    /// Sets how many messages one instance handles at once (>= 1).
+    /// Sets how many messages one instance handles at once (1 to 65535).
     pub const fn concurrency(mut self, n: u32) -> Self {
         self.concurrency = Some(n);
         self
@@ -119,7 +119,7 @@ impl HandlerOptions {
     pub const fn max_deliver_or_default(&self) -> u32 {
         match self.max_deliver {
             Some(n) => n,
-            None => 5,
+            None => DEFAULT_MAX_DELIVER,
         }
     }
     /// `backoff`, or its default (1s, 5s, 30s).
@@ -133,68 +133,179 @@ impl HandlerOptions {
     pub const fn ack_wait_or_default(&self) -> Duration {
         match self.ack_wait {
             Some(d) => d,
-            None => Duration::from_secs(30),
+            None => DEFAULT_ACK_WAIT,
         }
     }
     /// `concurrency`, or its default (1).
     pub const fn concurrency_or_default(&self) -> u32 {
         match self.concurrency {
             Some(n) => n,
-            None => 1,
+            None => DEFAULT_CONCURRENCY,
         }
     }
     /// `dead_letter`, or its default (`true`).
     pub const fn dead_letter_or_default(&self) -> bool {
         match self.dead_letter {
             Some(b) => b,
-            None => true,
+            None => DEFAULT_DEAD_LETTER,
         }
     }
 
-    /// Checks the options for values the server would reject or that
-    /// cannot work, naming the option and what to do.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.max_deliver == Some(0) {
-            return Err("`max_deliver` must be at least 1".into());
+    /// Checks the options with the rules `#[handler]` checks at compile
+    /// time (`jetflow_rules`), so that options built by hand are accepted or
+    /// rejected exactly as the macro would: a valid `subject` filter and
+    /// `group`, `max_deliver >= 1`, `backoff` of 1 to `max_deliver - 1`
+    /// delays greater than zero, `ack_wait >= 1ms`, `concurrency` from 1 to
+    /// 65535. [`App`](crate::App) calls it for every handler before it
+    /// connects.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use jetflow::handler::HandlerOptions;
+    ///
+    /// assert!(HandlerOptions::new("reserve").max_deliver(3).validate().is_ok());
+    ///
+    /// const TOO_MANY_DELAYS: HandlerOptions = HandlerOptions::new("reserve")
+    ///     .max_deliver(2)
+    ///     .backoff(&[Duration::from_secs(1), Duration::from_secs(5)]);
+    /// let err = TOO_MANY_DELAYS.validate().unwrap_err();
+    /// assert_eq!(err.option, "backoff");
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "handler `reserve`: `backoff` has 2 delays but `max_deliver = 2` allows only 1 retry; \
+    ///      drop delays or raise `max_deliver`"
+    /// );
+    /// ```
+    pub fn validate(&self) -> Result<(), InvalidOptions> {
+        check_handler_options(&HandlerOptionValues {
+            subject: self.subject,
+            group: self.group,
+            max_deliver: self.max_deliver,
+            backoff: self.backoff,
+            ack_wait: self.ack_wait,
+            concurrency: self.concurrency,
+        })
+        .map_err(|source| InvalidOptions {
+            handler: self.name,
+            option: source.option(),
+            source,
+        })
+    }
+}
+
+/// [`HandlerOptions`] that break a rule, from [`HandlerOptions::validate`]:
+/// which handler, which option, and the rule's error (which says what a
+/// valid value looks like).
+///
+/// ```
+/// use jetflow::handler::{HandlerOptions, OptionError};
+///
+/// let err = HandlerOptions::new("reserve").concurrency(0).validate().unwrap_err();
+/// assert_eq!(err.handler, "reserve");
+/// assert_eq!(err.option, "concurrency");
+/// assert_eq!(err.source, OptionError::ConcurrencyOutOfRange);
+/// assert_eq!(err.to_string(), "handler `reserve`: `concurrency` must be between 1 and 65535");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("handler `{handler}`: {source}")]
+#[non_exhaustive]
+pub struct InvalidOptions {
+    /// [`HandlerOptions::name`].
+    pub handler: &'static str,
+    /// The option that breaks the rule, as named in `#[handler(...)]`
+    /// (`subject`, `group`, `max_deliver`, `backoff`, `ack_wait`, `concurrency`).
+    pub option: &'static str,
+    /// The rule's error.
+    #[source]
+    pub source: OptionError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Constants, so that `&[S1, S5]` is promoted to `&'static`.
+    const S1: Duration = Duration::from_secs(1);
+    const S5: Duration = Duration::from_secs(5);
+    const S30: Duration = Duration::from_secs(30);
+
+    fn rejected(options: HandlerOptions) -> &'static str {
+        match options.validate() {
+            Ok(()) => panic!("{options:?} passed validation"),
+            Err(e) => e.option,
         }
-        if self.concurrency == Some(0) {
-            return Err("`concurrency` must be at least 1".into());
-        }
-        if self.ack_wait.is_some_and(|d| d < Duration::from_millis(1)) {
-            return Err("`ack_wait` must be at least 1ms".into());
-        }
-        if let Some(b) = self.backoff {
-            if b.is_empty() {
-                return Err("`backoff` needs at least one delay".into());
-            }
-            let retries = self.max_deliver_or_default().saturating_sub(1) as usize;
-            if b.len() > retries {
-                return Err(format!(
-                    "`backoff` has {} delays but `max_deliver = {}` allows only {} retries; \
-                     drop delays or raise `max_deliver`",
-                    b.len(),
-                    self.max_deliver_or_default(),
-                    retries
-                ));
-            }
-        }
-        if let Some(s) = self.subject
-            && (s.is_empty()
-                || s.split('.')
-                    .any(|t| t.is_empty() || t.contains(char::is_whitespace)))
-        {
-            return Err(format!("`subject = {s:?}` is not a valid NATS subject"));
-        }
-        if let Some(g) = self.group
-            && (g.is_empty()
-                || !g
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-        {
-            return Err(format!(
-                "`group = {g:?}` may only contain ASCII letters, digits, `_` and `-`"
-            ));
-        }
-        Ok(())
+    }
+
+    #[test]
+    fn defaults_are_the_rules_defaults() {
+        let o = HandlerOptions::new("h");
+        assert_eq!(o.validate(), Ok(()));
+        assert_eq!(o.max_deliver_or_default(), 5);
+        assert_eq!(o.backoff_or_default(), &[S1, S5, S30]);
+        assert_eq!(o.ack_wait_or_default(), S30);
+        assert_eq!(o.concurrency_or_default(), 1);
+        assert!(o.dead_letter_or_default());
+    }
+
+    #[test]
+    fn valid_options_pass() {
+        let o = HandlerOptions::new("h")
+            .subject("order.*.v1")
+            .group("inventory")
+            .max_deliver(3)
+            .backoff(&[S1, S5])
+            .ack_wait(Duration::from_millis(1))
+            .concurrency(65_535);
+        assert_eq!(o.validate(), Ok(()));
+        assert_eq!(
+            HandlerOptions::new("h").subject("order.>").validate(),
+            Ok(())
+        );
+    }
+
+    /// Inputs the runtime used to accept although `#[handler]` rejects them.
+    #[test]
+    fn rejects_what_the_macro_rejects() {
+        let h = HandlerOptions::new("h");
+        assert_eq!(rejected(h.subject("order.cr*ated")), "subject");
+        assert_eq!(rejected(h.subject("order.>.v1")), "subject");
+        assert_eq!(rejected(h.subject("order.>x")), "subject");
+        assert_eq!(rejected(h.subject("a\u{7}b")), "subject");
+        assert_eq!(rejected(h.backoff(&[S1, Duration::ZERO])), "backoff");
+        assert_eq!(rejected(h.concurrency(65_536)), "concurrency");
+    }
+
+    #[test]
+    fn rejects_what_it_rejected_before() {
+        let h = HandlerOptions::new("h");
+        assert_eq!(rejected(h.max_deliver(0)), "max_deliver");
+        assert_eq!(rejected(h.concurrency(0)), "concurrency");
+        assert_eq!(rejected(h.ack_wait(Duration::from_micros(999))), "ack_wait");
+        assert_eq!(rejected(h.backoff(&[])), "backoff");
+        assert_eq!(rejected(h.backoff(&[S1; 5])), "backoff");
+        assert_eq!(rejected(h.max_deliver(2).backoff(&[S1; 2])), "backoff");
+        assert_eq!(rejected(h.subject("")), "subject");
+        assert_eq!(rejected(h.subject("order..v1")), "subject");
+        assert_eq!(rejected(h.subject("order created")), "subject");
+        assert_eq!(rejected(h.group("")), "group");
+        assert_eq!(rejected(h.group("inventory team")), "group");
+        assert_eq!(rejected(h.group("a.b")), "group");
+    }
+
+    #[test]
+    fn errors_name_the_handler_and_the_rule() {
+        let err = HandlerOptions::new("reserve")
+            .subject("order.cr*ated")
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err.source, OptionError::Subject(_)));
+        assert_eq!(
+            err.to_string(),
+            "handler `reserve`: subject `order.cr*ated`: `*` must be a whole token (`cr*ated`); a subject \
+             is non-empty tokens separated by `.`, e.g. `order.created.v1`; `*` matches one token and `>` \
+             the rest (`order.*.v1`, `order.>`)"
+        );
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source, Some(err.source.to_string()));
     }
 }

@@ -7,10 +7,11 @@ pub(crate) mod context;
 mod error;
 mod extract;
 
-pub use config::{DeliverPolicy, HandlerOptions};
+pub use config::{DeliverPolicy, HandlerOptions, InvalidOptions};
 pub use context::Context;
 pub use error::{HandlerError, IntoOutcome};
 pub use extract::{Extensions, FromContext, MissingState, State};
+pub use jetflow_rules::OptionError;
 
 use std::future::Future;
 use std::pin::Pin;

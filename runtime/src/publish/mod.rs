@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use time::format_description::well_known::Rfc3339;
 
-use crate::event::{Event, Notification, validate_subject_token};
+use crate::event::{Event, Notification};
 use crate::topology::{ConsumerState, TopologyError};
 use crate::transport::{
     Capabilities, DynTransport, Headers, Outgoing, PublishFailure, Stored, Transport,
@@ -298,14 +298,11 @@ impl Bus {
 /// `Nats-*` header. Returns the message id: the `ce-id` header, or a fresh
 /// UUIDv7.
 fn raw_checks(subject: &str, headers: &Headers) -> Result<String, PublishError> {
-    if subject
-        .split('.')
-        .any(|t| validate_subject_token(t).is_err())
-    {
+    if let Err(e) = jetflow_rules::validate_publish_subject(subject) {
         return Err(PublishError::new(
             subject,
             PublishErrorKind::InvalidSubject,
-            None,
+            Some(e.into()),
         ));
     }
     if let Some((name, _)) = headers

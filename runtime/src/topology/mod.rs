@@ -136,13 +136,12 @@ impl ConsumerDecl {
         durable: impl Into<String>,
         filter_subject: impl Into<String>,
     ) -> ConsumerDecl {
-        let defaults = crate::handler::HandlerOptions::new("");
         ConsumerDecl {
             stream: stream.into(),
             durable: durable.into(),
             filter_subject: filter_subject.into(),
-            ack_wait: defaults.ack_wait_or_default(),
-            max_deliver: defaults.max_deliver_or_default(),
+            ack_wait: jetflow_rules::DEFAULT_ACK_WAIT,
+            max_deliver: jetflow_rules::DEFAULT_MAX_DELIVER,
             deliver: DeliverPolicy::All,
         }
     }
