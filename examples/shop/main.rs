@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example shop                  # on the embedded broker (memory://shop)
 //! NATS_URL=nats://127.0.0.1:4222 cargo run --example shop [-- --serve]   # on JetStream
+//! JETFLOW_URL=redis://127.0.0.1:6379 cargo run --example shop --features redis   # on Redis Streams
 //! cargo run --example shop -- --check-schemas      # the schema gate only
 //! cargo run --example shop -- --asyncapi shop.yaml  # also write the AsyncAPI document (.json or .yaml)
 //! ```
@@ -201,10 +202,13 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    // NATS_URL=nats://... runs on JetStream; without it, on the embedded
-    // broker (same semantics, in this process, nothing to install).
+    // JETFLOW_URL (or NATS_URL) selects the transport: nats://... runs on
+    // JetStream, redis://... on Redis Streams (feature `redis`); without
+    // either, the embedded broker (same semantics, in this process, nothing
+    // to install).
     let mut connect = ConnectOptions::from_env();
-    if std::env::var("NATS_URL").map_or(true, |u| u.is_empty()) {
+    let set = |k: &str| std::env::var(k).is_ok_and(|u| !u.is_empty());
+    if !set("JETFLOW_URL") && !set("NATS_URL") {
         connect.url = "memory://shop".into();
     }
 
