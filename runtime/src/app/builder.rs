@@ -90,7 +90,7 @@ impl App {
 
     /// Connects to `url` (other connection settings unchanged); its scheme
     /// selects the transport: `nats://` / `tls://` (JetStream), `memory://name`
-    /// (the embedded broker).
+    /// (the embedded broker), `redis://` (Redis Streams, feature `redis`).
     pub fn url(mut self, url: impl Into<String>) -> App {
         self.connect.url = url.into();
         self
@@ -184,6 +184,11 @@ impl App {
             }
             Scheme::Nats => {
                 let transport = nats::connect(&self.connect, &self.name, self.pull).await?;
+                self.start_on(transport).await
+            }
+            #[cfg(feature = "redis")]
+            Scheme::Redis => {
+                let transport = crate::transport::redis::connect(&self.connect, &self.name).await?;
                 self.start_on(transport).await
             }
         }

@@ -114,10 +114,20 @@ impl Headers {
     ///
     /// When the name or the value is invalid (see [`Headers`]).
     pub fn append(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
-        match checked(name.into(), value.into()) {
-            Ok(entry) => self.entries.push(entry),
-            Err(e) => panic!("{e}"),
+        if let Err(e) = self.try_append(name, value) {
+            panic!("{e}");
         }
+    }
+
+    /// Adds a value to `name`, keeping the earlier ones, or says why it cannot.
+    pub fn try_append(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Result<(), HeaderError> {
+        let entry = checked(name.into(), value.into())?;
+        self.entries.push(entry);
+        Ok(())
     }
 
     /// Removes every value of `name`; `true` if there was one.

@@ -35,7 +35,7 @@
 //! |---|---|
 //! | `nats://`, `tls://` | [`nats::NatsTransport`]: JetStream for events, core NATS for notifications |
 //! | `memory://name` | [`memory::Broker`]: the embedded broker, in-process |
-//! | `redis://`, `rediss://` | `redis::RedisTransport` (feature `redis`): Redis Streams |
+//! | `redis://` | `redis::RedisTransport` (feature `redis`): Redis Streams |
 //!
 //! A transport of your own runs an app with
 //! [`App::start_on`](crate::App::start_on).
@@ -47,6 +47,9 @@ mod headers;
 pub mod memory;
 mod message;
 pub mod nats;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 pub(crate) mod select;
 
 pub use capability::Capabilities;

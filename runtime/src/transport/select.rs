@@ -9,10 +9,13 @@ pub(crate) enum Scheme {
     Nats,
     /// `memory://` or `memory://{name}`.
     Memory,
+    /// `redis://` (feature `redis`).
+    #[cfg(feature = "redis")]
+    Redis,
 }
 
 /// The URL schemes jetflow understands, for error messages.
-const KNOWN: &str = "nats:// or tls:// (JetStream), memory:// (the embedded broker)";
+const KNOWN: &str = "nats:// or tls:// (JetStream), memory:// (the embedded broker), redis:// (Redis Streams, feature `redis`)";
 
 impl Scheme {
     /// The transport `url` names, or an error that lists the ones jetflow has.
@@ -26,6 +29,23 @@ impl Scheme {
             // a bare `host:port` is a NATS URL, as async-nats reads it
             "" => Ok(Scheme::Nats),
             "memory" => Ok(Scheme::Memory),
+            #[cfg(feature = "redis")]
+            "redis" => Ok(Scheme::Redis),
+            #[cfg(not(feature = "redis"))]
+            "redis" => Err(ConnectError::new(
+                url,
+                ConnectErrorKind::MissingFeature,
+                "Redis Streams need jetflow's `redis` feature: \
+                 `jetflow = { version = \"0.1\", features = [\"redis\"] }`",
+                None,
+            )),
+            "rediss" => Err(ConnectError::new(
+                url,
+                ConnectErrorKind::UnknownScheme,
+                "TLS to Redis (`rediss://`) is not built into jetflow yet; connect through a local \
+                 TLS tunnel (stunnel, a sidecar) with `redis://`",
+                None,
+            )),
             other => Err(ConnectError::new(
                 url,
                 ConnectErrorKind::UnknownScheme,
