@@ -44,6 +44,18 @@ pub async fn server() -> NatsServer {
         .expect("nats-server failed to start")
 }
 
+/// A private redis-server for one test.
+pub async fn redis_server() -> jetflow::testing::RedisServer {
+    init_tracing();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        jetflow::testing::RedisServer::start(),
+    )
+    .await
+    .expect("redis-server did not start within 30s")
+    .expect("redis-server failed to start")
+}
+
 /// Starts an app named `t` on `server` with `ledger` as its state and
 /// `handler` as its one handler.
 pub async fn start<H: Handler>(server: &NatsServer, ledger: &Ledger, handler: H) -> AppHandle {

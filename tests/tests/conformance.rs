@@ -1,6 +1,7 @@
 //! Runs every scenario of [`jetflow_tests::conformance`] once per transport
 //! of [`TRANSPORTS`](jetflow_tests::conformance::TRANSPORTS): `nats::*` on a
-//! private nats-server, `memory::*` on the embedded broker.
+//! private nats-server, `memory::*` on the embedded broker, `redis::*` on a
+//! private redis-server.
 
 use jetflow_tests::conformance::{self as c, Broker, Kind};
 
@@ -27,7 +28,8 @@ macro_rules! scenarios {
 
 conformance!(
     nats => Kind::Nats,
-    memory => Kind::Memory;
+    memory => Kind::Memory,
+    redis => Kind::Redis;
     [
         payload_and_headers_intact,
         parallel_publishers_all_received,

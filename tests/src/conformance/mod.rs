@@ -28,7 +28,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use jetflow::prelude::*;
-use jetflow::testing::NatsServer;
+use jetflow::testing::{NatsServer, RedisServer};
 use jetflow::topology::ConsumerState;
 use jetflow::transport::Capabilities;
 use jetflow::{AppHandle, HandlerStats};
@@ -42,6 +42,8 @@ pub enum Kind {
     Nats,
     /// The embedded broker, `memory://`.
     Memory,
+    /// Redis Streams on a private redis-server.
+    Redis,
 }
 
 /// Every transport the suite runs on, with the name the README's
@@ -56,6 +58,11 @@ pub const TRANSPORTS: &[(Kind, &str, Capabilities)] = &[
         Kind::Memory,
         "embedded (`memory://`)",
         jetflow::memory::Broker::CAPABILITIES,
+    ),
+    (
+        Kind::Redis,
+        "Redis Streams (`redis://`)",
+        jetflow::transport::redis::RedisTransport::CAPABILITIES,
     ),
 ];
 
@@ -83,6 +90,7 @@ pub struct Broker {
     /// Its URL.
     pub url: String,
     nats: Option<NatsServer>,
+    redis: Option<RedisServer>,
 }
 
 impl Broker {
@@ -95,6 +103,7 @@ impl Broker {
                     kind,
                     url: server.url(),
                     nats: Some(server),
+                    redis: None,
                 }
             }
             Kind::Memory => {
@@ -103,6 +112,16 @@ impl Broker {
                     kind,
                     url: jetflow::testing::memory_url(test),
                     nats: None,
+                    redis: None,
+                }
+            }
+            Kind::Redis => {
+                let server = crate::redis_server().await;
+                Broker {
+                    kind,
+                    url: server.url(),
+                    nats: None,
+                    redis: Some(server),
                 }
             }
         }
@@ -111,6 +130,11 @@ impl Broker {
     /// The NATS server, for faults (`None` on other transports).
     pub fn nats(&mut self) -> Option<&mut NatsServer> {
         self.nats.as_mut()
+    }
+
+    /// The Redis server, for faults (`None` on other transports).
+    pub fn redis(&mut self) -> Option<&mut RedisServer> {
+        self.redis.as_mut()
     }
 
     /// The embedded broker (a `memory://` kind only), for faults.

@@ -248,5 +248,6 @@ async fn disconnect(b: &mut Broker, down: bool) {
             }
         }
         Kind::Memory => b.memory().set_offline(down),
+        Kind::Redis => unreachable!("Redis Streams have no notifications"),
     }
 }
