@@ -33,6 +33,7 @@ conformance!(
     [
         payload_and_headers_intact,
         parallel_publishers_all_received,
+        batch_publish_pipelined,
         subjects_are_isolated,
         nak_then_redelivery,
         undecodable_payload_dead_lettered_without_retry,

@@ -119,6 +119,17 @@ impl Context {
             .await
     }
 
+    /// A [`PublishBatch`](crate::publish::PublishBatch) whose events carry
+    /// this message's correlation, like [`Context::publish`]: for a handler
+    /// that fans out many events, sent pipelined.
+    pub fn batch(&self) -> crate::publish::PublishBatch {
+        crate::publish::PublishBatch::new(
+            self.inner.bus.clone(),
+            self.correlation().map(str::to_owned),
+            self.event_id().map(str::to_owned),
+        )
+    }
+
     /// Sends the notification `event` with this message's correlation, like
     /// [`Context::publish`] (see [`Bus::notify`]).
     pub async fn notify<E: Notification>(&self, event: &E) -> Result<(), PublishError> {

@@ -1,8 +1,11 @@
 //! Publishing events: [`Bus`] sets the wire contract's headers, awaits the
 //! broker's acknowledgement and retries a lost one with the same message id.
 
+mod batch;
+
 pub use crate::event::headers;
 pub use crate::transport::{PubAck, PublishError, PublishErrorKind};
+pub use batch::{BatchError, PublishBatch};
 
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -11,6 +11,10 @@ use crate::topology::{ConsumerState, TopologyError};
 
 pub(crate) trait DynTransport: Send + Sync + 'static {
     fn publish(&self, message: Outgoing) -> BoxFuture<'_, Result<PubAck, PublishFailure>>;
+    fn publish_batch(
+        &self,
+        messages: Vec<Outgoing>,
+    ) -> BoxFuture<'_, Vec<Result<PubAck, PublishFailure>>>;
     fn notify(&self, message: Outgoing) -> BoxFuture<'_, Result<(), PublishFailure>>;
     fn read_stream<'a>(
         &'a self,
@@ -30,6 +34,12 @@ pub(crate) trait DynTransport: Send + Sync + 'static {
 impl<T: Transport> DynTransport for T {
     fn publish(&self, message: Outgoing) -> BoxFuture<'_, Result<PubAck, PublishFailure>> {
         Box::pin(Transport::publish(self, message))
+    }
+    fn publish_batch(
+        &self,
+        messages: Vec<Outgoing>,
+    ) -> BoxFuture<'_, Vec<Result<PubAck, PublishFailure>>> {
+        Box::pin(Transport::publish_batch(self, messages))
     }
     fn notify(&self, message: Outgoing) -> BoxFuture<'_, Result<(), PublishFailure>> {
         Box::pin(Transport::notify(self, message))

@@ -91,6 +91,25 @@ pub trait Transport: Clone + Send + Sync + 'static {
         message: Outgoing,
     ) -> impl Future<Output = Result<PubAck, PublishFailure>> + Send;
 
+    /// Publishes several messages, stored in their order, and returns one
+    /// result per message, in order; the runtime retries each
+    /// [`PublishFailure::Lost`] as for [`publish`](Transport::publish). By
+    /// default one after the other; a transport that can write many
+    /// messages before reading their acknowledgements (JetStream) overrides
+    /// it to pipeline them.
+    fn publish_batch(
+        &self,
+        messages: Vec<Outgoing>,
+    ) -> impl Future<Output = Vec<Result<PubAck, PublishFailure>>> + Send {
+        async move {
+            let mut results = Vec::with_capacity(messages.len());
+            for message in messages {
+                results.push(self.publish(message).await);
+            }
+            results
+        }
+    }
+
     /// Sends a notification: no stream stores it; every listener (or one per
     /// queue group) connected now hears it. Returns once the broker has it;
     /// an error when not connected, never a silent buffer. By default: not

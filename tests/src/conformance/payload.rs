@@ -158,6 +158,43 @@ pub async fn parallel_publishers_all_received(b: Broker) {
     assert_eq!(entries.len() as u64, total, "and each exactly once");
 }
 
+/// A pipelined batch of 1000 events (one repeated): PubAcks in push order
+/// with increasing sequences, the repeat reported as a duplicate, every
+/// stored event handled once.
+pub async fn batch_publish_pipelined(b: Broker) {
+    const N: usize = 1000;
+    let ledger = Ledger::default();
+    let app = b.start(&ledger, sink).await;
+    let mut batch = app.bus().batch();
+    for i in 0..N {
+        batch.push(&job(format!("b-{i}"))).expect("encodes");
+    }
+    batch.push(&job("b-7")).expect("encodes"); // same event id as #7
+    assert_eq!(batch.len(), N + 1);
+    let acks = batch.send().await.expect("every event stored");
+    assert_eq!(acks.len(), N + 1, "one PubAck per event");
+    let seqs: Vec<u64> = acks[..N].iter().map(|a| a.sequence).collect();
+    assert_eq!(
+        seqs,
+        (1..=N as u64).collect::<Vec<_>>(),
+        "stored in push order"
+    );
+    assert!(acks[..N].iter().all(|a| !a.duplicate));
+    let last = &acks[N];
+    if b.supports("batch duplicate detection", "dedup", |c| c.dedup) {
+        assert!(
+            last.duplicate,
+            "the repeated event id is a duplicate: {last:?}"
+        );
+        assert_eq!(last.sequence, 8, "reported at the original's sequence");
+    }
+    wait_stats(&app, "sink", |s| s.acked >= N as u64).await;
+    settled(&app, "JOB", "sink--job", N as u64).await;
+    app.stop().await.expect("stops");
+    assert_eq!(ledger.distinct(), N, "every event handled");
+    assert_eq!(ledger.entries().len(), N, "and each exactly once");
+}
+
 // ------------------------------------------------------------- subjects
 
 /// A test event of the `AlphaHappened` subject.

@@ -135,6 +135,36 @@ impl NatsTransport {
     fn server_version(&self) -> String {
         self.client.server_info().version
     }
+
+    /// Writes one message; the future reads its PubAck.
+    async fn send(
+        &self,
+        message: Outgoing,
+    ) -> Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError> {
+        let headers = headers::to_nats(message.headers, Some(message.id));
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(message.payload)
+            .headers(headers);
+        self.js
+            .send_publish(subject(message.subject), publish)
+            .await
+    }
+}
+
+fn pub_ack(ack: jetstream::publish::PublishAck) -> PubAck {
+    PubAck::new(ack.stream, ack.sequence, ack.duplicate)
+}
+
+/// A timeout or a broken connection may have stored the message: retry
+/// with the same id. Anything else is final.
+fn failure(e: jetstream::context::PublishError) -> PublishFailure {
+    use jetstream::context::PublishErrorKind as K;
+    match e.kind() {
+        K::TimedOut | K::BrokenPipe => PublishFailure::Lost(e.into()),
+        K::StreamNotFound => PublishFailure::Failed(PublishErrorKind::NoStream, e.into()),
+        K::MaxPayloadExceeded => PublishFailure::Failed(PublishErrorKind::TooLarge, e.into()),
+        _ => PublishFailure::Failed(PublishErrorKind::Rejected, e.into()),
+    }
 }
 
 impl Transport for NatsTransport {
@@ -151,33 +181,26 @@ impl Transport for NatsTransport {
     }
 
     async fn publish(&self, message: Outgoing) -> Result<PubAck, PublishFailure> {
-        use jetstream::context::PublishErrorKind as K;
-        let headers = headers::to_nats(message.headers, Some(message.id));
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(message.payload)
-            .headers(headers);
-        let result = match self
-            .js
-            .send_publish(subject(message.subject), publish)
-            .await
-        {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(ack) => Ok(PubAck::new(ack.stream, ack.sequence, ack.duplicate)),
-            Err(e) if e.kind() == K::TimedOut || e.kind() == K::BrokenPipe => {
-                Err(PublishFailure::Lost(e.into()))
-            }
-            Err(e) => {
-                let kind = match e.kind() {
-                    K::StreamNotFound => PublishErrorKind::NoStream,
-                    K::MaxPayloadExceeded => PublishErrorKind::TooLarge,
-                    _ => PublishErrorKind::Rejected,
-                };
-                Err(PublishFailure::Failed(kind, e.into()))
-            }
+        match self.send(message).await {
+            Ok(ack) => ack.await.map(pub_ack).map_err(failure),
+            Err(e) => Err(failure(e)),
         }
+    }
+
+    /// Writes every message, then reads every PubAck.
+    async fn publish_batch(&self, messages: Vec<Outgoing>) -> Vec<Result<PubAck, PublishFailure>> {
+        let mut sent = Vec::with_capacity(messages.len());
+        for message in messages {
+            sent.push(self.send(message).await);
+        }
+        let mut acks = Vec::with_capacity(sent.len());
+        for ack in sent {
+            acks.push(match ack {
+                Ok(ack) => ack.await.map(pub_ack).map_err(failure),
+                Err(e) => Err(failure(e)),
+            });
+        }
+        acks
     }
 
     async fn notify(&self, message: Outgoing) -> Result<(), PublishFailure> {
