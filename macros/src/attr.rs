@@ -53,6 +53,8 @@ pub(crate) const HANDLER_OPTIONS: &[OptionDef] = &[
     def("backoff", r#"backoff = "1s, 5s, 30s""#),
     def("ack_wait", r#"ack_wait = "30s""#),
     def("concurrency", "concurrency = 8"),
+    def("prefetch", "prefetch = 64"),
+    def("ordered_by", "ordered_by = customer_id"),
     def("dead_letter", "dead_letter = false"),
     def("deliver", r#"deliver = "new""#),
     flag("broadcast"),
@@ -102,6 +104,9 @@ pub(crate) struct HandlerAttrs {
     pub(crate) backoff: Option<LitStr>,
     pub(crate) ack_wait: Option<LitStr>,
     pub(crate) concurrency: Option<LitInt>,
+    pub(crate) prefetch: Option<LitInt>,
+    /// The event's field whose value orders its events.
+    pub(crate) ordered_by: Option<Ident>,
     pub(crate) dead_letter: Option<LitBool>,
     pub(crate) deliver: Option<LitStr>,
     /// `broadcast`, as written.
@@ -120,6 +125,8 @@ impl HandlerAttrs {
                 "backoff" => attrs.backoff = opt.string(cx),
                 "ack_wait" => attrs.ack_wait = opt.string(cx),
                 "concurrency" => attrs.concurrency = opt.int(cx),
+                "prefetch" => attrs.prefetch = opt.int(cx),
+                "ordered_by" => attrs.ordered_by = opt.ident(cx),
                 "dead_letter" => attrs.dead_letter = opt.bool(cx),
                 "deliver" => attrs.deliver = opt.string(cx),
                 "broadcast" => attrs.broadcast = Some(opt.key),

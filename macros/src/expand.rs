@@ -284,6 +284,16 @@ fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenStream {
 
     let kind_checks = event_kind_checks(&krate, handler, spec, event_ty);
 
+    // Spanned on the field: a field the event does not have, or one that
+    // is not `Display`, is reported there.
+    let order_key = spec.ordered_by.as_ref().map(|field| {
+        quote_spanned! {field.span()=>
+            fn order_key(&self, __jetflow_event: &#event_ty) -> ::core::option::Option<::std::string::String> {
+                ::core::option::Option::Some(::std::string::ToString::to_string(&__jetflow_event.#field))
+            }
+        }
+    });
+
     let unit = unit_struct(handler);
     let cfgs = cfg_attrs(&func.attrs);
     quote! {
@@ -303,6 +313,7 @@ fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenStream {
                     #(#checks)*
                     ::core::result::Result::Ok(())
                 }
+                #order_key
                 fn call(
                     &self,
                     __jetflow_event: #event_ty,
@@ -401,6 +412,12 @@ fn option_calls(krate: &Path, spec: &HandlerSpec) -> Vec<TokenStream> {
     }
     if let Some(n) = spec.concurrency.map(Literal::u32_unsuffixed) {
         calls.push(quote!(.concurrency(#n)));
+    }
+    if let Some(n) = spec.prefetch.map(Literal::u32_unsuffixed) {
+        calls.push(quote!(.prefetch(#n)));
+    }
+    if spec.ordered_by.is_some() {
+        calls.push(quote!(.ordered()));
     }
     if let Some(on) = spec.dead_letter {
         calls.push(quote!(.dead_letter(#on)));

@@ -152,6 +152,8 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `backoff = "1s, 5s, 30s"` | comma list of durations > 0, at most `max_deliver - 1` of them; the last one repeats | `1s, 5s, 30s` |
 /// | `ack_wait = "30s"` | duration >= `1ms` | `30s` |
 /// | `concurrency = 64` | integer from 1 to 65535: messages handled at once per instance | 1 |
+/// | `prefetch = 64` | integer from 0 to 65535: at most this many messages received ahead of the handler calls (sized down to what drains in half the ack wait; they get progress signals, so none expires while it waits); 0 receives nothing before a handler slot is free | 256 |
+/// | `ordered_by = customer_id` | a field of the event (any `Display` type; a missing field is a compile error at this token): events with the same value are handled one at a time, in order, different values in parallel up to `concurrency`; a failed event is retried in the process, holding back only its own key | no per-key order |
 /// | `dead_letter = false` | `true` / `false`: copy failed messages to the DLQ stream | `true` |
 /// | `deliver = "new"` | `"all"`, `"new"` or `"last"`: where a new durable consumer starts | `"all"` |
 /// | `broadcast` | a flag, for a notification handler: every replica of the app hears each notification, instead of one replica of the group (a queue group). A compile error on a handler of a stored event | one replica per group |

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use jetflow_rules::{
     IdentifierKind, OptionError, check_ack_wait, check_backoff_delays, check_backoff_retries,
-    check_concurrency, check_max_deliver, default_event_name, default_stream, parse_duration,
-    parse_duration_list, validate_event_name, validate_identifier, validate_subject,
-    validate_version,
+    check_concurrency, check_max_deliver, check_prefetch, default_event_name, default_stream,
+    parse_duration, parse_duration_list, validate_event_name, validate_identifier,
+    validate_subject, validate_version,
 };
 use proc_macro2::{Ident, Span};
 use quote::quote;
@@ -180,6 +180,9 @@ pub(crate) struct HandlerSpec {
     pub(crate) backoff: Option<Vec<Duration>>,
     pub(crate) ack_wait: Option<Duration>,
     pub(crate) concurrency: Option<u32>,
+    pub(crate) prefetch: Option<u32>,
+    /// The event's field that orders its events (checked where it expands).
+    pub(crate) ordered_by: Option<Ident>,
     pub(crate) dead_letter: Option<bool>,
     /// The `DeliverPolicy` variant.
     pub(crate) deliver: Option<Ident>,
@@ -218,6 +221,10 @@ pub(crate) fn handler(cx: &Ctxt, handler: &ast::Handler) -> HandlerSpec {
             OptionError::ConcurrencyOutOfRange,
         )
     });
+    let prefetch = attrs
+        .prefetch
+        .as_ref()
+        .and_then(|lit| int_option(cx, lit, check_prefetch, OptionError::PrefetchTooLarge));
 
     let backoff = attrs.backoff.as_ref().and_then(|lit| {
         let delays = parse_duration_list(&lit.value())
@@ -271,6 +278,8 @@ pub(crate) fn handler(cx: &Ctxt, handler: &ast::Handler) -> HandlerSpec {
         backoff,
         ack_wait,
         concurrency,
+        prefetch,
+        ordered_by: attrs.ordered_by.clone(),
         dead_letter: attrs.dead_letter.as_ref().map(|b| b.value),
         deliver,
         broadcast: attrs.broadcast.clone(),

@@ -46,9 +46,10 @@ pub use ident::{
 pub use name::{NameError, default_event_name, validate_event_name};
 pub use options::{
     DEFAULT_ACK_WAIT, DEFAULT_BACKOFF, DEFAULT_CONCURRENCY, DEFAULT_DEAD_LETTER,
-    DEFAULT_MAX_DELIVER, HandlerOptionValues, MAX_CONCURRENCY, MIN_ACK_WAIT, OptionError,
-    check_ack_wait, check_backoff, check_backoff_delays, check_backoff_retries, check_concurrency,
-    check_handler_options, check_max_deliver,
+    DEFAULT_MAX_DELIVER, DEFAULT_PREFETCH, HandlerOptionValues, MAX_CONCURRENCY, MAX_PREFETCH,
+    MIN_ACK_WAIT, OptionError, check_ack_wait, check_backoff, check_backoff_delays,
+    check_backoff_retries, check_concurrency, check_handler_options, check_max_deliver,
+    check_prefetch,
 };
 pub use subject::{
     SubjectError, TokenError, subject_matches, validate_publish_subject, validate_subject,

@@ -46,6 +46,24 @@ pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 /// ```
 pub const DEFAULT_CONCURRENCY: u32 = 1;
 
+/// The most messages one app instance keeps received ahead of its handler
+/// calls, when a handler does not set `prefetch`. The buffer is sized below
+/// this from the observed handler duration so that it drains within half
+/// the ack wait, and buffered messages get progress signals before their
+/// ack wait could run out.
+///
+/// ```
+/// assert_eq!(jetflow_rules::DEFAULT_PREFETCH, 256);
+/// ```
+pub const DEFAULT_PREFETCH: u32 = 256;
+
+/// The largest `prefetch`: 65535.
+///
+/// ```
+/// assert_eq!(jetflow_rules::MAX_PREFETCH, u32::from(u16::MAX));
+/// ```
+pub const MAX_PREFETCH: u32 = 65_535;
+
 /// Whether messages that cannot succeed are copied to the DLQ stream, when
 /// a handler does not set `dead_letter`.
 ///
@@ -97,6 +115,23 @@ pub fn check_max_deliver(max_deliver: u32) -> Result<(), OptionError> {
 pub fn check_concurrency(concurrency: u32) -> Result<(), OptionError> {
     if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
         return Err(OptionError::ConcurrencyOutOfRange);
+    }
+    Ok(())
+}
+
+/// Checks `prefetch`: from 0 (strict flow control: nothing is received
+/// before a handler slot is free) to [`MAX_PREFETCH`].
+///
+/// ```
+/// use jetflow_rules::check_prefetch;
+///
+/// assert!(check_prefetch(0).is_ok());
+/// assert!(check_prefetch(1000).is_ok());
+/// assert!(check_prefetch(100_000).is_err());
+/// ```
+pub fn check_prefetch(prefetch: u32) -> Result<(), OptionError> {
+    if prefetch > MAX_PREFETCH {
+        return Err(OptionError::PrefetchTooLarge);
     }
     Ok(())
 }
@@ -204,11 +239,13 @@ pub struct HandlerOptionValues<'a> {
     pub ack_wait: Option<Duration>,
     /// Messages handled at once by one app instance.
     pub concurrency: Option<u32>,
+    /// Messages kept received ahead of the handler calls, at most.
+    pub prefetch: Option<u32>,
 }
 
 /// Checks every option that is set, in the order `subject`, `group`,
 /// `max_deliver`, `backoff` (against `max_deliver` or its default),
-/// `ack_wait`, `concurrency`, and returns the first error.
+/// `ack_wait`, `concurrency`, `prefetch`, and returns the first error.
 ///
 /// ```
 /// use jetflow_rules::{HandlerOptionValues, OptionError, check_handler_options};
@@ -240,6 +277,9 @@ pub fn check_handler_options(options: &HandlerOptionValues<'_>) -> Result<(), Op
     if let Some(concurrency) = options.concurrency {
         check_concurrency(concurrency)?;
     }
+    if let Some(prefetch) = options.prefetch {
+        check_prefetch(prefetch)?;
+    }
     Ok(())
 }
 
@@ -266,6 +306,8 @@ pub enum OptionError {
     ConcurrencyOutOfRange,
     /// `ack_wait` is shorter than [`MIN_ACK_WAIT`].
     AckWaitTooShort,
+    /// `prefetch` is larger than [`MAX_PREFETCH`].
+    PrefetchTooLarge,
     /// `backoff` has no delay.
     BackoffEmpty,
     /// A `backoff` delay is zero.
@@ -297,6 +339,7 @@ impl OptionError {
             OptionError::MaxDeliverZero => "max_deliver",
             OptionError::ConcurrencyOutOfRange => "concurrency",
             OptionError::AckWaitTooShort => "ack_wait",
+            OptionError::PrefetchTooLarge => "prefetch",
             OptionError::BackoffEmpty
             | OptionError::BackoffZeroDelay
             | OptionError::BackoffTooLong { .. } => "backoff",
@@ -318,6 +361,10 @@ impl fmt::Display for OptionError {
             OptionError::AckWaitTooShort => {
                 f.write_str("`ack_wait` must be at least `1ms`, e.g. `ack_wait = \"30s\"`")
             }
+            OptionError::PrefetchTooLarge => write!(
+                f,
+                "`prefetch` must be between 0 (no prefetch) and {MAX_PREFETCH}"
+            ),
             OptionError::BackoffEmpty => {
                 f.write_str("`backoff` needs at least one delay, e.g. `backoff = \"1s, 5s, 30s\"`")
             }
@@ -374,6 +421,7 @@ mod tests {
     fn defaults_pass_the_rules() {
         assert!(check_max_deliver(DEFAULT_MAX_DELIVER).is_ok());
         assert!(check_concurrency(DEFAULT_CONCURRENCY).is_ok());
+        assert!(check_prefetch(DEFAULT_PREFETCH).is_ok());
         assert!(check_ack_wait(DEFAULT_ACK_WAIT).is_ok());
         assert!(check_backoff(DEFAULT_BACKOFF, None).is_ok());
         assert!(check_handler_options(&HandlerOptionValues::default()).is_ok());
@@ -512,6 +560,13 @@ mod tests {
             }),
             "concurrency"
         );
+        assert_eq!(
+            option(HandlerOptionValues {
+                prefetch: Some(MAX_PREFETCH + 1),
+                ..base
+            }),
+            "prefetch"
+        );
         assert!(
             check(HandlerOptionValues {
                 subject: Some("order.*.v1"),
@@ -520,6 +575,7 @@ mod tests {
                 backoff: Some(&[secs(1), secs(5)]),
                 ack_wait: Some(secs(10)),
                 concurrency: Some(16),
+                prefetch: Some(0),
             })
             .is_ok()
         );

@@ -43,9 +43,13 @@ pub struct App {
     pub(super) policy: TopologyPolicy,
     pub(super) streams: StreamSettings,
     pub(super) grace: Duration,
+    pub(super) prefetch_bytes: usize,
     pub(super) pull: PullTiming,
     pub(super) publishes: Vec<EventInfo>,
 }
+
+/// [`App::prefetch_bytes`] by default: 8 MiB.
+pub(super) const DEFAULT_PREFETCH_BYTES: usize = 8 << 20;
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,6 +81,7 @@ impl App {
             policy: TopologyPolicy::default(),
             streams: StreamSettings::default(),
             grace: Duration::from_secs(30),
+            prefetch_bytes: DEFAULT_PREFETCH_BYTES,
             pull: PullTiming::default(),
             publishes: Vec::new(),
         }
@@ -143,6 +148,15 @@ impl App {
     /// How long in-flight handlers may run after a stop is requested (30s by default).
     pub fn shutdown_grace(mut self, grace: Duration) -> App {
         self.grace = grace;
+        self
+    }
+
+    /// The most payload bytes one handler keeps received ahead of its
+    /// handler calls (8 MiB by default); with the handler's `prefetch`
+    /// (messages) it bounds the prefetch buffer. A message larger than this
+    /// is still received, when the buffer is empty.
+    pub fn prefetch_bytes(mut self, bytes: usize) -> App {
+        self.prefetch_bytes = bytes;
         self
     }
 

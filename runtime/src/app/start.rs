@@ -107,6 +107,20 @@ fn check_capabilities(h: &dyn Registration, caps: &Capabilities, transport: &str
             deliver, caps.deliver
         ));
     }
+    if !caps.progress && o.ordered {
+        return refuse(
+            "an ordered handler holds events behind the call of their key, which needs progress \
+             signals to keep them, and this transport has none"
+                .into(),
+        );
+    }
+    if !caps.progress && o.prefetch.is_some_and(|n| n > 0) {
+        return refuse(
+            "`prefetch` needs progress signals (a buffered message would reach its ack wait), and \
+             this transport has none; drop `prefetch` (it defaults to 0 here)"
+                .into(),
+        );
+    }
     let longest = o
         .backoff_or_default()
         .iter()
@@ -162,6 +176,7 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
         extensions: Arc::new(app.extensions),
         policy: app.policy,
         grace: app.grace,
+        prefetch_bytes: app.prefetch_bytes,
     };
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -209,12 +224,18 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
             caps,
             ack_wait,
             concurrency: o.concurrency_or_default() as usize,
+            prefetch: if h.notification() || caps.progress {
+                o.prefetch_or_default() as usize
+            } else {
+                0 // nothing could keep a buffered message's deadline
+            },
+            ordered: o.ordered,
             dead_letter,
             retry: RetryPolicy::new(&o),
             stats: counters,
         });
         let source = binding.source.name();
-        tracing::info!(handler = o.name, source = %source, concurrency = binding.concurrency, "handler started");
+        tracing::info!(handler = o.name, source = %source, concurrency = binding.concurrency, prefetch = binding.prefetch, ordered = binding.ordered, "handler started");
         let (ready, subscribed) = oneshot::channel();
         if h.notification() {
             listening.push((o.name, subscribed));

@@ -1,6 +1,7 @@
-//! Credits with strict flow control: credits granted but not yet used,
-//! plus the messages being handled, never exceed the handler's slots, so
-//! no message waits in a local buffer while its ack deadline runs. And the
+//! Credits and the prefetch buffer: credits granted but not yet used, the
+//! messages being handled and the messages buffered ahead of them never
+//! exceed the handler's slots plus its prefetch target, and no buffered
+//! message reaches its ack wait (see [`super::prefetch`]). And the
 //! supervision of the subscription: when it is lost, find out why, repair
 //! what the policy allows, back off so nothing spins, subscribe again.
 //!
@@ -12,8 +13,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::lanes::Lanes;
+use super::prefetch::Prefetch;
 use super::worker::Shared;
 use super::{Binding, Env, Source};
 use crate::error::{ConsumerError, ConsumerErrorKind, Error};
@@ -23,13 +27,23 @@ use crate::transport::{
     Acker, ConsumerStatus, Inbound, Lost, Message, Settle, Subscription, Transport,
 };
 
+/// Handler calls under way; each yields how long it took and its
+/// ordering key (an ordered handler's).
+type Calls = FuturesUnordered<BoxFuture<'static, (Duration, Option<String>)>>;
+
 pub(super) struct Flow<'a, T: Transport> {
     transport: &'a T,
     env: &'a Env,
     binding: &'a Binding,
     shared: Arc<Shared>,
     /// Handler calls under way (at most `concurrency`).
-    in_flight: FuturesUnordered<BoxFuture<'static, ()>>,
+    in_flight: Calls,
+    /// Messages received ahead of the handler calls.
+    buffer: Prefetch<T::Acker>,
+    /// Messages waiting behind the call of their key (ordered handlers).
+    lanes: Lanes<T::Acker>,
+    /// Calls that ended while supervision work ran, not yet accounted for.
+    ended: Vec<(Duration, Option<String>)>,
     /// `None` until subscribed, and after the subscription was lost.
     sub: Option<T::Subscription>,
     /// Credits granted to the subscription and not yet used.
@@ -48,12 +62,21 @@ impl<'a, T: Transport> Flow<'a, T> {
         shared: Arc<Shared>,
         ready: oneshot::Sender<()>,
     ) -> Self {
+        let expires = binding.caps.progress.then_some(binding.ack_wait);
         Flow {
             transport,
             env,
             binding,
             shared,
             in_flight: FuturesUnordered::new(),
+            buffer: Prefetch::new(
+                binding.prefetch,
+                env.prefetch_bytes,
+                expires,
+                binding.concurrency,
+            ),
+            lanes: Lanes::new(expires),
+            ended: Vec::new(),
             sub: None,
             granted: 0,
             failures: 0,
@@ -61,16 +84,21 @@ impl<'a, T: Transport> Flow<'a, T> {
         }
     }
 
-    /// Grant credits once this many slots are free (or nothing is granted).
-    fn threshold(&self) -> usize {
-        (self.binding.concurrency / 4).max(1)
+    /// Slots plus buffer: what may be received and not yet finished.
+    fn window(&self) -> usize {
+        self.binding.concurrency + self.buffer.target()
     }
 
-    /// Slots neither running a handler nor promised as a credit.
+    /// Grant credits once this many are free (or nothing is granted).
+    fn threshold(&self) -> usize {
+        (self.window() / 4).max(1)
+    }
+
+    /// Room in the window not taken by running calls, waiting messages
+    /// (buffered or held in a lane) or credits already granted.
     fn free(&self) -> usize {
-        self.binding
-            .concurrency
-            .saturating_sub(self.in_flight.len() + self.granted)
+        let taken = self.in_flight.len() + self.buffer.len() + self.lanes.held() + self.granted;
+        self.window().saturating_sub(taken)
     }
 
     pub(super) async fn run_until(&mut self, stop: &CancellationToken) -> Result<(), Error> {
@@ -84,11 +112,28 @@ impl<'a, T: Transport> Flow<'a, T> {
                     .await?;
                 continue;
             }
+            for (took, key) in std::mem::take(&mut self.ended) {
+                self.finished(took, key);
+            }
+            self.start_buffered();
             self.grant_more();
+            let refresh_at = self.buffer.refresh_at();
+            let lanes_refresh_at = self.lanes.refresh_at();
             let lost = tokio::select! {
                 biased;
                 () = stop.cancelled() => return Ok(()),
-                Some(()) = self.in_flight.next(), if !self.in_flight.is_empty() => None,
+                Some((took, key)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.finished(took, key);
+                    None
+                }
+                () = sleep_until(refresh_at), if refresh_at.is_some() => {
+                    alongside(&mut self.in_flight, &mut self.ended, self.buffer.refresh()).await;
+                    None
+                }
+                () = sleep_until(lanes_refresh_at), if lanes_refresh_at.is_some() => {
+                    alongside(&mut self.in_flight, &mut self.ended, self.lanes.refresh()).await;
+                    None
+                }
                 inbound = next(&mut self.sub) => match inbound {
                     Inbound::Message(m) => {
                         self.deliver(m).await;
@@ -103,7 +148,7 @@ impl<'a, T: Transport> Flow<'a, T> {
         }
     }
 
-    /// Grants as many credits as there are free slots (once enough are free).
+    /// Grants as many credits as the window has room (once enough is free).
     fn grant_more(&mut self) {
         let free = self.free();
         if free == 0 || (self.granted > 0 && free < self.threshold()) {
@@ -115,10 +160,59 @@ impl<'a, T: Transport> Flow<'a, T> {
         }
     }
 
+    /// Starts buffered messages while handler slots are free (one whose
+    /// key is busy moves to its lane instead).
+    fn start_buffered(&mut self) {
+        while self.in_flight.len() < self.binding.concurrency {
+            let Some(m) = self.buffer.pop() else { break };
+            self.dispatch(m);
+        }
+    }
+
+    /// Starts `m` now, or (an ordered handler, its key busy) holds it
+    /// behind the call of its key. Needs a free slot.
+    fn dispatch(&mut self, m: Message<T::Acker>) {
+        if !self.binding.ordered {
+            return self.start(m, None);
+        }
+        let Some(key) = self.shared.handler.key(&m.subject, &m.payload) else {
+            return self.start(m, None); // no key (or undecodable): no order to keep
+        };
+        if let Some(m) = self.lanes.admit(&key, m) {
+            self.start(m, Some(key));
+        }
+    }
+
+    fn start(&mut self, m: Message<T::Acker>, key: Option<String>) {
+        let shared = self.shared.clone();
+        self.in_flight.push(Box::pin(async move {
+            let started = Instant::now();
+            shared.process(m).await;
+            (started.elapsed(), key)
+        }));
+    }
+
+    /// A call ended: learn its duration; the next message of its key (if
+    /// any) takes the free slot.
+    fn finished(&mut self, took: Duration, key: Option<String>) {
+        self.buffer.observe(took);
+        if let Some(key) = key
+            && let Some(next) = self.lanes.finished(&key)
+        {
+            self.start(next, Some(key));
+        }
+    }
+
     async fn deliver(&mut self, m: Message<T::Acker>) {
         self.failures = 0;
         self.granted = self.granted.saturating_sub(1);
-        if self.in_flight.len() >= self.binding.concurrency {
+        let waiting = self.buffer.len() + self.lanes.held();
+        if self.in_flight.len() < self.binding.concurrency && self.buffer.len() == 0 {
+            self.dispatch(m);
+        } else if self.in_flight.len() + waiting < self.binding.concurrency + self.buffer.capacity()
+        {
+            self.buffer.push(m);
+        } else {
             // More than granted (a transport bug): give it back at once.
             tracing::warn!(
                 handler = self.binding.handler,
@@ -127,21 +221,22 @@ impl<'a, T: Transport> Flow<'a, T> {
             if let Err(e) = m.acker.settle(Settle::Retry(Duration::ZERO)).await {
                 tracing::warn!(error = %e, "could not give the message back");
             }
-            return;
         }
-        let shared = self.shared.clone();
-        self.in_flight
-            .push(Box::pin(async move { shared.process(m).await }));
     }
 
     async fn subscribe(&mut self) {
         let opened = match &self.binding.source {
             Source::Durable(decl) => {
-                alongside(&mut self.in_flight, self.transport.subscribe(decl)).await
+                alongside(
+                    &mut self.in_flight,
+                    &mut self.ended,
+                    self.transport.subscribe(decl),
+                )
+                .await
             }
             Source::Notifications { subject, queue } => {
                 let listen = self.transport.listen(subject, queue.as_deref());
-                alongside(&mut self.in_flight, listen).await
+                alongside(&mut self.in_flight, &mut self.ended, listen).await
             }
         };
         match opened {
@@ -157,17 +252,26 @@ impl<'a, T: Transport> Flow<'a, T> {
         }
     }
 
-    /// Ends the subscription, giving back what is on its way.
+    /// Ends the subscription, giving back what is on its way and what
+    /// waits in the prefetch buffer.
     async fn unsubscribe(&mut self) {
+        let mut given_back = 0;
         if let Some(old) = self.sub.take() {
-            let given_back = alongside(&mut self.in_flight, old.close()).await;
-            if given_back > 0 {
-                tracing::info!(
-                    handler = self.binding.handler,
-                    messages = given_back,
-                    "gave back messages that arrived but were not started, for immediate redelivery"
-                );
-            }
+            given_back += alongside(&mut self.in_flight, &mut self.ended, old.close()).await;
+        }
+        given_back += alongside(
+            &mut self.in_flight,
+            &mut self.ended,
+            self.buffer.give_back(),
+        )
+        .await;
+        given_back += alongside(&mut self.in_flight, &mut self.ended, self.lanes.give_back()).await;
+        if given_back > 0 {
+            tracing::info!(
+                handler = self.binding.handler,
+                messages = given_back,
+                "gave back messages that arrived but were not started, for immediate redelivery"
+            );
         }
         self.granted = 0;
     }
@@ -185,7 +289,12 @@ impl<'a, T: Transport> Flow<'a, T> {
         self.failures += 1;
         if let Source::Durable(decl) = &b.source {
             tracing::warn!(handler = b.handler, consumer = %decl.durable, stream = %decl.stream, "{lost}; checking the consumer");
-            let status = alongside(&mut self.in_flight, self.transport.consumer_status(decl)).await;
+            let status = alongside(
+                &mut self.in_flight,
+                &mut self.ended,
+                self.transport.consumer_status(decl),
+            )
+            .await;
             match status {
                 ConsumerStatus::Exists => {}
                 ConsumerStatus::Missing => {
@@ -202,7 +311,7 @@ impl<'a, T: Transport> Flow<'a, T> {
                     let recreate = self
                         .transport
                         .declare_consumer(decl, TopologyPolicy::Update);
-                    match alongside(&mut self.in_flight, recreate).await {
+                    match alongside(&mut self.in_flight, &mut self.ended, recreate).await {
                         Ok(_) => self.failures = 1,
                         Err(e) => {
                             tracing::error!(consumer = %decl.durable, error = %e, "cannot recreate the consumer");
@@ -228,7 +337,7 @@ impl<'a, T: Transport> Flow<'a, T> {
                     () = tokio::time::sleep(delay) => {}
                 }
             };
-            alongside(&mut self.in_flight, pause).await;
+            alongside(&mut self.in_flight, &mut self.ended, pause).await;
         }
         if !stop.is_cancelled() {
             self.subscribe().await;
@@ -251,7 +360,8 @@ impl<'a, T: Transport> Flow<'a, T> {
 /// Awaits `fut` while still driving the running handler calls, so that
 /// supervision work (recovery, backoff, drains) never stalls them.
 async fn alongside<T>(
-    in_flight: &mut FuturesUnordered<BoxFuture<'static, ()>>,
+    in_flight: &mut Calls,
+    ended: &mut Vec<(Duration, Option<String>)>,
     fut: impl Future<Output = T>,
 ) -> T {
     tokio::pin!(fut);
@@ -259,7 +369,7 @@ async fn alongside<T>(
         tokio::select! {
             biased;
             out = &mut fut => return out,
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            Some(call) = in_flight.next(), if !in_flight.is_empty() => ended.push(call),
         }
     }
 }
@@ -267,6 +377,13 @@ async fn alongside<T>(
 async fn next<S: Subscription>(sub: &mut Option<S>) -> Inbound<S::Acker> {
     match sub {
         Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

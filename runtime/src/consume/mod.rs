@@ -5,6 +5,8 @@
 //! lacks, recovery of a lost subscription, and graceful shutdown.
 
 mod flow;
+mod lanes;
+mod prefetch;
 mod process;
 mod worker;
 
@@ -60,6 +62,11 @@ pub(crate) struct Binding {
     /// Broker-effective ack wait (drives automatic progress signals).
     pub(crate) ack_wait: Duration,
     pub(crate) concurrency: usize,
+    /// Messages kept received ahead of the handler calls, at most (already
+    /// 0 where nothing could keep their deadlines).
+    pub(crate) prefetch: usize,
+    /// Per-key lanes ([`HandlerOptions::ordered`](crate::handler::HandlerOptions::ordered)).
+    pub(crate) ordered: bool,
     pub(crate) dead_letter: bool,
     pub(crate) retry: RetryPolicy,
     pub(crate) stats: Arc<Counters>,
@@ -72,6 +79,8 @@ pub(crate) struct Env {
     pub(crate) extensions: Arc<Extensions>,
     pub(crate) policy: TopologyPolicy,
     pub(crate) grace: Duration,
+    /// Payload bytes one loop keeps received ahead of its handler calls.
+    pub(crate) prefetch_bytes: usize,
 }
 
 /// Runs the handler until `stop` is cancelled (then drains gracefully) or

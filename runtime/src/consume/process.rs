@@ -14,6 +14,11 @@ pub(crate) trait Process: Send + Sync + 'static {
         payload: &[u8],
         ctx: Context,
     ) -> Result<BoxFuture<'static, Result<(), HandlerError>>, DecodeError>;
+
+    /// The ordering key of the message, for an ordered handler (decodes
+    /// the payload); `None` when it has none or cannot be decoded (the call
+    /// then reports the decode failure).
+    fn key(&self, subject: &str, payload: &[u8]) -> Option<String>;
 }
 
 impl<H: Handler> Process for H {
@@ -25,5 +30,10 @@ impl<H: Handler> Process for H {
     ) -> Result<BoxFuture<'static, Result<(), HandlerError>>, DecodeError> {
         let event = crate::event::decode_subject::<H::Event>(subject, payload)?;
         Ok(Handler::call(self, event, ctx))
+    }
+
+    fn key(&self, subject: &str, payload: &[u8]) -> Option<String> {
+        let event = crate::event::decode_subject::<H::Event>(subject, payload).ok()?;
+        self.order_key(&event)
     }
 }

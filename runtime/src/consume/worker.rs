@@ -1,7 +1,8 @@
 //! One message: decode, call the handler (catching panics, sending
 //! progress signals), then ack / retry / dead-letter + reject, emulating
 //! what the broker lacks: a delay it cannot wait is waited here, and a
-//! message it cannot redeliver (a notification) is retried here.
+//! message it cannot redeliver (a notification) is retried here — as is a
+//! message of an ordered handler, whose key's later events wait behind it.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -104,11 +105,17 @@ impl Shared {
                 tracing::warn!(%error, ?delay, "handler failed; retrying after delay");
             }
             match action {
-                Action::Nak(delay) if !self.binding.caps.redelivery => {
-                    // Nothing would bring it back: retry here, after the delay.
+                Action::Nak(delay) if !self.binding.caps.redelivery || self.binding.ordered => {
+                    // Nothing would bring it back, or its key's later events
+                    // wait behind it: retry here, after the delay.
                     self.binding.stats.record(Outcome::Retried);
                     match self.wait(delay, &acker).await {
                         Waited::Elapsed => {}
+                        Waited::Stopping | Waited::Aborted if self.binding.caps.redelivery => {
+                            tracing::Span::current().record("outcome", "given back");
+                            self.settle(&acker, Settle::Retry(Duration::ZERO)).await;
+                            return;
+                        }
                         Waited::Stopping | Waited::Aborted => {
                             tracing::Span::current().record("outcome", "dropped");
                             tracing::warn!(

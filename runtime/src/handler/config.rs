@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use jetflow_rules::{
     DEFAULT_ACK_WAIT, DEFAULT_BACKOFF, DEFAULT_CONCURRENCY, DEFAULT_DEAD_LETTER,
-    DEFAULT_MAX_DELIVER, HandlerOptionValues, OptionError, check_handler_options,
+    DEFAULT_MAX_DELIVER, DEFAULT_PREFETCH, HandlerOptionValues, OptionError, check_handler_options,
 };
 use thiserror::Error;
 
@@ -12,7 +12,8 @@ pub use crate::topology::DeliverPolicy;
 ///
 /// `None` means "use the default": subject = the event's subject, group =
 /// the app's name, `max_deliver` = 5, `backoff` = 1s, 5s, 30s (the last delay
-/// repeats), `ack_wait` = 30s, `concurrency` = 1, dead-lettering on.
+/// repeats), `ack_wait` = 30s, `concurrency` = 1, `prefetch` = 256,
+/// dead-lettering on.
 ///
 /// ```
 /// use std::time::Duration;
@@ -42,6 +43,8 @@ pub struct HandlerOptions {
     pub ack_wait: Option<Duration>,
     /// Messages handled at once by one app instance.
     pub concurrency: Option<u32>,
+    /// Messages received ahead of the handler calls, at most (0: none).
+    pub prefetch: Option<u32>,
     /// Copy messages that cannot succeed to the DLQ stream before terminating them.
     pub dead_letter: Option<bool>,
     /// Start position of a new durable consumer.
@@ -49,6 +52,9 @@ pub struct HandlerOptions {
     /// For a notification: every replica hears each one (`true`), instead
     /// of one replica of the group (the default).
     pub broadcast: bool,
+    /// Events with the same [`order_key`](crate::Handler::order_key) are
+    /// handled one at a time, in order (per-key lanes).
+    pub ordered: bool,
 }
 
 impl HandlerOptions {
@@ -62,9 +68,11 @@ impl HandlerOptions {
             backoff: None,
             ack_wait: None,
             concurrency: None,
+            prefetch: None,
             dead_letter: None,
             deliver: None,
             broadcast: false,
+            ordered: false,
         }
     }
     /// Sets the subject filter.
@@ -98,6 +106,18 @@ impl HandlerOptions {
         self.concurrency = Some(n);
         self
     }
+    /// Sets how many messages one instance keeps received ahead of its
+    /// handler calls, at most (0 to 65535; 0 receives a message only when a
+    /// handler slot is free). The runtime sizes the buffer below this so
+    /// that it drains within half the ack wait at the observed handler
+    /// duration, caps it by bytes ([`App::prefetch_bytes`](crate::App::prefetch_bytes)),
+    /// and sends progress signals for messages that wait in it, so none
+    /// reaches its ack wait there. A graceful stop gives the buffer back for
+    /// immediate redelivery.
+    pub const fn prefetch(mut self, n: u32) -> Self {
+        self.prefetch = Some(n);
+        self
+    }
     /// Turns dead-lettering on or off.
     pub const fn dead_letter(mut self, on: bool) -> Self {
         self.dead_letter = Some(on);
@@ -115,6 +135,16 @@ impl HandlerOptions {
         self
     }
 
+    /// Handles events with the same [`order_key`](crate::Handler::order_key)
+    /// one at a time, in the order they arrive, and different keys in
+    /// parallel (up to `concurrency`). A failed event is retried in the
+    /// process, after its backoff delay (with progress signals), so the
+    /// later events of its key wait behind it while other keys go on; it is
+    /// dead-lettered after `max_deliver` attempts as usual.
+    pub const fn ordered(mut self) -> Self {
+        self.ordered = true;
+        self
+    }
     /// `max_deliver`, or its default (5).
     pub const fn max_deliver_or_default(&self) -> u32 {
         match self.max_deliver {
@@ -143,6 +173,13 @@ impl HandlerOptions {
             None => DEFAULT_CONCURRENCY,
         }
     }
+    /// `prefetch`, or its default (256).
+    pub const fn prefetch_or_default(&self) -> u32 {
+        match self.prefetch {
+            Some(n) => n,
+            None => DEFAULT_PREFETCH,
+        }
+    }
     /// `dead_letter`, or its default (`true`).
     pub const fn dead_letter_or_default(&self) -> bool {
         match self.dead_letter {
@@ -156,7 +193,7 @@ impl HandlerOptions {
     /// rejected exactly as the macro would: a valid `subject` filter and
     /// `group`, `max_deliver >= 1`, `backoff` of 1 to `max_deliver - 1`
     /// delays greater than zero, `ack_wait >= 1ms`, `concurrency` from 1 to
-    /// 65535. [`App`](crate::App) calls it for every handler before it
+    /// 65535, `prefetch` up to 65535. [`App`](crate::App) calls it for every handler before it
     /// connects.
     ///
     /// ```
@@ -184,6 +221,7 @@ impl HandlerOptions {
             backoff: self.backoff,
             ack_wait: self.ack_wait,
             concurrency: self.concurrency,
+            prefetch: self.prefetch,
         })
         .map_err(|source| InvalidOptions {
             handler: self.name,

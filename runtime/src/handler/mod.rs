@@ -68,6 +68,17 @@ pub trait Handler: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The ordering key of `event`, for a handler whose options are
+    /// [`ordered`](HandlerOptions::ordered) (`#[handler(ordered_by =
+    /// field)]` generates it from the field): events with the same key are
+    /// handled one at a time, in the order they arrive, and a retry of one
+    /// holds the later events of its key only. `None` (the default): the
+    /// event has no order to keep.
+    fn order_key(&self, event: &Self::Event) -> Option<String> {
+        let _ = event;
+        None
+    }
+
     /// Handles one decoded event.
     fn call(
         &self,

@@ -11,17 +11,21 @@
 
 mod expiry;
 mod groups;
+mod lanes;
 mod lifecycle;
 mod notifications;
 mod payload;
+mod prefetch;
 mod retry;
 
 pub use expiry::*;
 pub use groups::*;
+pub use lanes::*;
 pub use lifecycle::*;
 pub use notifications::*;
 
 pub use payload::*;
+pub use prefetch::*;
 pub use retry::*;
 
 use std::io::Write as _;

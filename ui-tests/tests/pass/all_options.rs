@@ -32,6 +32,8 @@ struct Db {
     backoff = "500ms, 2s",
     ack_wait = "1m",
     concurrency = 64,
+    prefetch = 32,
+    ordered_by = status,
     dead_letter = false,
     deliver = "new"
 )]
@@ -82,6 +84,8 @@ fn main() {
     );
     assert_eq!(options.ack_wait, Some(Duration::from_secs(60)));
     assert_eq!(options.concurrency, Some(64));
+    assert_eq!(options.prefetch, Some(32));
+    assert!(options.ordered);
     assert_eq!(options.dead_letter, Some(false));
     assert_eq!(options.deliver, Some(DeliverPolicy::New));
     assert_eq!(options.validate(), Ok(()));
