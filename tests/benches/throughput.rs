@@ -39,6 +39,8 @@ struct BenchOrder {
     customer: String,
     total_cents: u64,
     items: u32,
+    /// One of 64 ordering keys (the ordered-lanes phase).
+    lane: u32,
 }
 
 fn order(i: u64) -> BenchOrder {
@@ -47,6 +49,7 @@ fn order(i: u64) -> BenchOrder {
         customer: format!("customer-{}@example.com", i % 1000),
         total_cents: 1299 + i % 5000,
         items: 1 + (i % 7) as u32,
+        lane: (i % 64) as u32,
     }
 }
 
@@ -174,6 +177,36 @@ async fn all_acked(js: &jetstream::Context, stream: &str, durable: &str) -> anyh
 
 #[handler(group = "bench_c1", concurrency = 1)]
 async fn consume_c1(
+    order: BenchOrder,
+    State(counter): State<Arc<Counter>>,
+) -> Result<(), HandlerError> {
+    black_box(&order);
+    counter.hit();
+    Ok(())
+}
+
+#[handler(group = "bench_strict", concurrency = 1, prefetch = 0)]
+async fn consume_strict(
+    order: BenchOrder,
+    State(counter): State<Arc<Counter>>,
+) -> Result<(), HandlerError> {
+    black_box(&order);
+    counter.hit();
+    Ok(())
+}
+
+#[handler(group = "bench_c8", concurrency = 8)]
+async fn consume_c8(
+    order: BenchOrder,
+    State(counter): State<Arc<Counter>>,
+) -> Result<(), HandlerError> {
+    black_box(&order);
+    counter.hit();
+    Ok(())
+}
+
+#[handler(group = "bench_lanes", concurrency = 64, ordered_by = lane)]
+async fn consume_lanes(
     order: BenchOrder,
     State(counter): State<Arc<Counter>>,
 ) -> Result<(), HandlerError> {
@@ -359,25 +392,51 @@ async fn publish_raw_headers(
             start = Mark::now();
         }
         let payload = serde_json::to_vec(&order(i))?;
-        let id = format!("{RAW_SUBJECT}:{i}");
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("ce-specversion", "1.0");
-        headers.insert("ce-id", id.as_str());
-        headers.insert("ce-type", RAW_SUBJECT);
-        headers.insert("ce-source", "bench");
-        headers.insert("ce-time", "2026-01-01T00:00:00.000000000Z");
-        headers.insert("content-type", "application/json");
-        headers.insert("Nats-Msg-Id", id.as_str());
-        js.publish_with_headers(RAW_SUBJECT, headers, payload.into())
+        js.publish_with_headers(RAW_SUBJECT, jetflow_headers(i), payload.into())
             .await?
             .await?;
     }
     Ok(Measured::between(n, start, Mark::now()))
 }
 
-/// Raw publish pipelined: send a window of publishes, then await their acks.
+/// The 7 headers `Bus::publish` writes, for message `i`.
+fn jetflow_headers(i: u64) -> async_nats::HeaderMap {
+    let id = format!("{RAW_SUBJECT}:{i}");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("ce-specversion", "1.0");
+    headers.insert("ce-id", id.as_str());
+    headers.insert("ce-type", RAW_SUBJECT);
+    headers.insert("ce-source", "bench");
+    headers.insert("ce-time", "2026-01-01T00:00:00.000000000Z");
+    headers.insert("content-type", "application/json");
+    headers.insert("Nats-Msg-Id", id.as_str());
+    headers
+}
+
+/// `Bus::batch` of 256 events at a time: sent pipelined, every PubAck checked.
+async fn publish_typed_batch(bus: &Bus, warm: u64, n: u64) -> anyhow::Result<Measured> {
+    let mut start = Mark::now();
+    let mut i = 0;
+    while i < warm + n {
+        if i == warm {
+            start = Mark::now();
+        }
+        let end = if i < warm { warm } else { warm + n };
+        let mut batch = bus.batch();
+        while batch.len() < PIPELINE_WINDOW && i < end {
+            batch.push(&order(i))?;
+            i += 1;
+        }
+        batch.send().await?;
+    }
+    Ok(Measured::between(n, start, Mark::now()))
+}
+
+/// Raw publish pipelined: send a window of publishes, then await their
+/// acks; with jetflow's 7 headers when `headers` is set.
 async fn publish_raw_pipelined(
     js: &jetstream::Context,
+    headers: bool,
     warm: u64,
     n: u64,
 ) -> anyhow::Result<Measured> {
@@ -391,8 +450,14 @@ async fn publish_raw_pipelined(
         // windows never straddle the end of the warm-up
         let end = if i < warm { warm } else { warm + n };
         while acks.len() < PIPELINE_WINDOW && i < end {
-            let payload = serde_json::to_vec(&order(i))?;
-            acks.push(js.publish(RAW_SUBJECT, payload.into()).await?);
+            let payload = serde_json::to_vec(&order(i))?.into();
+            let ack = if headers {
+                js.publish_with_headers(RAW_SUBJECT, jetflow_headers(i), payload)
+                    .await?
+            } else {
+                js.publish(RAW_SUBJECT, payload).await?
+            };
+            acks.push(ack);
             i += 1;
         }
         for ack in acks.drain(..) {
@@ -468,8 +533,9 @@ async fn main() -> anyhow::Result<()> {
 
     let n = bench_size()?;
     let warm = (n / 10).clamp(1_000, 10_000);
-    // Generous per phase: 500 µs per message, at least 30 s.
-    let limit = Duration::from_secs(30).max(Duration::from_micros(500) * u32::try_from(n + warm)?);
+    // Generous per phase: 1 ms per message, at least 60 s (the fetch(1)
+    // loop runs at ~3,000 msg/s on a busy 2-core machine).
+    let limit = Duration::from_secs(60).max(Duration::from_millis(1) * u32::try_from(n + warm)?);
 
     let server = NatsServer::start().await?;
     let url = server.url();
@@ -519,7 +585,15 @@ async fn main() -> anyhow::Result<()> {
         &mut rows,
         "publish raw, pipelined (256)",
         limit,
-        publish_raw_pipelined(&js, warm, n),
+        publish_raw_pipelined(&js, false, warm, n),
+    )
+    .await;
+    raw_stream.purge().await?;
+    phase(
+        &mut rows,
+        "publish raw + headers, pipelined (256)",
+        limit,
+        publish_raw_pipelined(&js, true, warm, n),
     )
     .await;
     raw_stream.purge().await?;
@@ -561,9 +635,30 @@ async fn main() -> anyhow::Result<()> {
     .await;
     phase(
         &mut rows,
+        "consume jetflow, c=1, prefetch 0",
+        limit,
+        consume_jetflow(&url, &js, consume_strict, "bench_strict", warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, concurrency 8",
+        limit,
+        consume_jetflow(&url, &js, consume_c8, "bench_c8", warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
         "consume jetflow, concurrency 64",
         limit,
         consume_jetflow(&url, &js, consume_c64, "bench_c64", warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, c=64, ordered, 64 keys",
+        limit,
+        consume_jetflow(&url, &js, consume_lanes, "bench_lanes", warm, n),
     )
     .await;
     phase(
@@ -580,7 +675,14 @@ async fn main() -> anyhow::Result<()> {
         consume_raw_fetch1(&js, warm, n),
     )
     .await;
-    // After the consume phases: it adds W + N more messages to BENCH.
+    // After the consume phases: they add W + N more messages to BENCH each.
+    phase(
+        &mut rows,
+        "publish jetflow batch (256)",
+        limit,
+        publish_typed_batch(&bus, warm, n),
+    )
+    .await;
     phase(
         &mut rows,
         "publish jetflow, 256 concurrent",
@@ -590,20 +692,20 @@ async fn main() -> anyhow::Result<()> {
     .await;
 
     println!(
-        "\n{:<34} {:>10} {:>12} {:>14} {:>9}",
+        "\n{:<40} {:>10} {:>12} {:>14} {:>9}",
         "phase", "N", "msg/s", "CPU µs/msg", "wall s"
     );
     for row in &rows {
         match &row.result {
             Ok(m) => println!(
-                "{:<34} {:>10} {:>12.0} {:>14.2} {:>9.2}",
+                "{:<40} {:>10} {:>12.0} {:>14.2} {:>9.2}",
                 row.name,
                 m.n,
                 m.rate(),
                 m.cpu_us(),
                 m.elapsed.as_secs_f64()
             ),
-            Err(e) => println!("{:<34} FAILED: {e:#}", row.name),
+            Err(e) => println!("{:<40} FAILED: {e:#}", row.name),
         }
     }
 
@@ -633,6 +735,21 @@ async fn main() -> anyhow::Result<()> {
             "consume raw, messages() prefetch",
         ),
         (
+            "consume c=1 prefetch 0 vs raw messages()",
+            "consume jetflow, c=1, prefetch 0",
+            "consume raw, messages() prefetch",
+        ),
+        (
+            "consume c=8  vs raw messages() prefetch",
+            "consume jetflow, concurrency 8",
+            "consume raw, messages() prefetch",
+        ),
+        (
+            "consume ordered (64 keys) vs c=64",
+            "consume jetflow, c=64, ordered, 64 keys",
+            "consume jetflow, concurrency 64",
+        ),
+        (
             "publish typed vs raw awaited",
             "publish jetflow Bus::publish",
             "publish raw, awaited one by one",
@@ -645,6 +762,16 @@ async fn main() -> anyhow::Result<()> {
         (
             "publish typed vs raw pipelined (256)",
             "publish jetflow Bus::publish",
+            "publish raw, pipelined (256)",
+        ),
+        (
+            "publish batch (256) vs raw pipelined + headers",
+            "publish jetflow batch (256)",
+            "publish raw + headers, pipelined (256)",
+        ),
+        (
+            "publish batch (256) vs raw pipelined",
+            "publish jetflow batch (256)",
             "publish raw, pipelined (256)",
         ),
         (
