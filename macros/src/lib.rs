@@ -195,6 +195,12 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///         Ok(())
 ///     }
 ///
+///     // only with `ordered_by = order_id` (and `.ordered()` in OPTIONS): the lane key,
+///     // spanned on the field, so a field the event lacks is an error there
+///     // fn order_key(&self, event: &OrderCreated) -> Option<String> {
+///     //     Some(ToString::to_string(&event.order_id))
+///     // }
+///
 ///     fn call(&self, event: OrderCreated, ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
 ///         async fn reserve_stock(order: OrderCreated, ctx: Context, State(db): State<Db>) -> Result<(), HandlerError> {
 ///             Ok(())

@@ -138,6 +138,34 @@ fn check_capabilities(h: &dyn Registration, caps: &Capabilities, transport: &str
     Ok(())
 }
 
+/// The handler's prefetch on this transport: none where nothing could keep
+/// a buffered message's deadline; by default none where a stop could not
+/// give the buffer back at once (an explicit `prefetch` is kept, with a
+/// warning).
+fn prefetch(h: &dyn Registration, caps: &Capabilities) -> usize {
+    let o = h.options();
+    if h.notification() {
+        return o.prefetch_or_default() as usize;
+    }
+    if !caps.progress {
+        return 0;
+    }
+    if !caps.give_back {
+        match o.prefetch {
+            None => return 0,
+            Some(n) if n > 0 => tracing::warn!(
+                handler = o.name,
+                prefetch = n,
+                "this server keeps a stopped app's waiting pull request until it next delivers to \
+                 it (nats-server older than 2.10): one message given back at a stop can wait its \
+                 ack_wait there"
+            ),
+            Some(_) => {}
+        }
+    }
+    o.prefetch_or_default() as usize
+}
+
 /// How long `start` waits for a notification handler to listen.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -224,11 +252,7 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
             caps,
             ack_wait,
             concurrency: o.concurrency_or_default() as usize,
-            prefetch: if h.notification() || caps.progress {
-                o.prefetch_or_default() as usize
-            } else {
-                0 // nothing could keep a buffered message's deadline
-            },
+            prefetch: prefetch(h.as_ref(), &caps),
             ordered: o.ordered,
             dead_letter,
             retry: RetryPolicy::new(&o),

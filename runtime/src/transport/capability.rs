@@ -46,6 +46,12 @@ pub struct Capabilities {
     pub notifications: bool,
     /// Start positions a new durable consumer can take.
     pub deliver: &'static [DeliverPolicy],
+    /// A message given back when a subscription closes (a stop, a lost
+    /// subscription) is redelivered to the next consumer at once. Without
+    /// it (nats-server 2.9, which keeps a closed subscription's waiting
+    /// pull request until it next delivers to it) the runtime does not
+    /// prefetch by default, so a stop has little to give back.
+    pub give_back: bool,
 }
 
 impl Capabilities {
@@ -61,6 +67,7 @@ impl Capabilities {
         replay: false,
         notifications: false,
         deliver: &[],
+        give_back: false,
     };
 
     /// A JetStream-like broker: redelivery, delayed retry, progress, dedup,
@@ -77,6 +84,7 @@ impl Capabilities {
             replay: true,
             notifications: false,
             deliver: &[DeliverPolicy::All, DeliverPolicy::New, DeliverPolicy::Last],
+            give_back: true,
         }
     }
 

@@ -151,6 +151,13 @@ impl NatsTransport {
     }
 }
 
+/// `2.9.10` -> true, `2.15.1` -> false: servers that keep a closed inbox's
+/// waiting pull request until they next deliver to it.
+fn older_than_2_10(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (2, 10)
+}
+
 fn pub_ack(ack: jetstream::publish::PublishAck) -> PubAck {
     PubAck::new(ack.stream, ack.sequence, ack.duplicate)
 }
@@ -177,7 +184,10 @@ impl Transport for NatsTransport {
     }
 
     fn capabilities(&self) -> Capabilities {
-        NatsTransport::CAPABILITIES
+        Capabilities {
+            give_back: !older_than_2_10(&self.server_version()),
+            ..NatsTransport::CAPABILITIES
+        }
     }
 
     async fn publish(&self, message: Outgoing) -> Result<PubAck, PublishFailure> {
