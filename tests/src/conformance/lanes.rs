@@ -18,7 +18,16 @@ pub struct Step {
 const ACCOUNTS: [&str; 4] = ["a", "b", "c", "d"];
 const STEPS: u32 = 10;
 
-#[handler(group = "lanes", concurrency = 8, ordered_by = account, max_deliver = 3, backoff = "1s")]
+// `prefetch` explicit: room for the held steps of `a` on every server (on
+// nats-server 2.9 a handler prefetches only when told to).
+#[handler(
+    group = "lanes",
+    concurrency = 8,
+    prefetch = 64,
+    ordered_by = account,
+    max_deliver = 3,
+    backoff = "1s"
+)]
 async fn apply_step(s: Step, ctx: Context, State(l): State<Ledger>) -> Result<(), HandlerError> {
     l.record(&format!("{}/{}", s.account, s.n), &ctx);
     if s.account == "a" && s.n == 0 && ctx.delivered() == 1 {
