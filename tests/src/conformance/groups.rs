@@ -55,7 +55,10 @@ pub async fn groups_fan_out(b: Broker) {
     }
 }
 
-#[handler(group = "workers", concurrency = 4)]
+// `prefetch = 0`: the embedded broker hands a backlog to whichever replica
+// asks first, so a prefetching replica can take all of it; JetStream
+// spreads it over the replicas' pull requests (README, embedded broker).
+#[handler(group = "workers", concurrency = 4, prefetch = 0)]
 async fn worker(j: Job, ctx: Context, State(l): State<Ledger>) -> Result<(), HandlerError> {
     l.record(&j.key, &ctx);
     tokio::time::sleep(Duration::from_millis(5)).await;
