@@ -6,7 +6,7 @@
 //!
 //! The crate is thin: `attr.rs` parses the options, `ast.rs` models the item,
 //! `valid.rs` checks the rules (collecting every error in one pass so that
-//! one compilation reports all mistakes), `expand.rs` generates the code.
+//! one compilation reports all mistakes), `expand/` generates the code.
 //! The rules themselves (names, versions, subjects, durations, option
 //! defaults) live in `jetflow-rules`, shared with the runtime.
 //! All behaviour lives in the runtime's `Event` and `Handler` traits.

@@ -1,6 +1,6 @@
 //! The rules an event or handler must follow. Each rule records its error in
 //! the [`Ctxt`] and moves on; the result holds the values that passed, with
-//! defaults filled in, for `expand.rs`. The rules themselves are
+//! defaults filled in, for `expand/`. The rules themselves are
 //! `jetflow_rules`'s, shared with the runtime; this module reports their
 //! errors at the right spans.
 
