@@ -175,55 +175,37 @@ async fn all_acked(js: &jetstream::Context, stream: &str, durable: &str) -> anyh
 
 // ---------------------------------------------------------------- consume
 
-#[handler(group = "bench_c1", concurrency = 1)]
-async fn consume_c1(
-    order: BenchOrder,
-    State(counter): State<Arc<Counter>>,
-) -> Result<(), HandlerError> {
-    black_box(&order);
-    counter.hit();
-    Ok(())
+/// The consume phases' handlers: decode (by jetflow), count, ack; one per
+/// set of options, each its own group (so each reads every message).
+macro_rules! bench_handler {
+    ($name:ident, $($options:tt)*) => {
+        #[handler($($options)*)]
+        async fn $name(
+            order: BenchOrder,
+            State(counter): State<Arc<Counter>>,
+        ) -> Result<(), HandlerError> {
+            black_box(&order);
+            counter.hit();
+            Ok(())
+        }
+    };
 }
 
-#[handler(group = "bench_strict", concurrency = 1, prefetch = 0)]
-async fn consume_strict(
-    order: BenchOrder,
-    State(counter): State<Arc<Counter>>,
-) -> Result<(), HandlerError> {
-    black_box(&order);
-    counter.hit();
-    Ok(())
-}
-
-#[handler(group = "bench_c8", concurrency = 8)]
-async fn consume_c8(
-    order: BenchOrder,
-    State(counter): State<Arc<Counter>>,
-) -> Result<(), HandlerError> {
-    black_box(&order);
-    counter.hit();
-    Ok(())
-}
-
-#[handler(group = "bench_lanes", concurrency = 64, ordered_by = lane)]
-async fn consume_lanes(
-    order: BenchOrder,
-    State(counter): State<Arc<Counter>>,
-) -> Result<(), HandlerError> {
-    black_box(&order);
-    counter.hit();
-    Ok(())
-}
-
-#[handler(group = "bench_c64", concurrency = 64)]
-async fn consume_c64(
-    order: BenchOrder,
-    State(counter): State<Arc<Counter>>,
-) -> Result<(), HandlerError> {
-    black_box(&order);
-    counter.hit();
-    Ok(())
-}
+bench_handler!(consume_c1, group = "bench_c1", concurrency = 1);
+bench_handler!(
+    consume_strict,
+    group = "bench_strict",
+    concurrency = 1,
+    prefetch = 0
+);
+bench_handler!(consume_c8, group = "bench_c8", concurrency = 8);
+bench_handler!(
+    consume_lanes,
+    group = "bench_lanes",
+    concurrency = 64,
+    ordered_by = lane
+);
+bench_handler!(consume_c64, group = "bench_c64", concurrency = 64);
 
 /// A jetflow `App` running one handler over the `W + N` messages.
 async fn consume_jetflow<H: Handler>(
