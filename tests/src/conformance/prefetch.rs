@@ -96,11 +96,19 @@ pub async fn stop_gives_the_buffer_back(b: Broker) {
     ledger
         .wait_until(WAIT, "first delivery", |e| !e.is_empty())
         .await;
-    let before = state(&first, "JOB", "drained--job").await;
-    assert!(
-        before.num_ack_pending > 1,
-        "messages wait in the buffer while the handler runs: {before:?}"
-    );
+    // The buffer fills while the first call runs (asynchronously: wait for it).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let before = state(&first, "JOB", "drained--job").await;
+        if before.num_ack_pending > 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "messages wait in the buffer while the handler runs: {before:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     first.stop().await.expect("first stops");
     let by_first = ledger.entries().len();
     assert!(by_first < N, "the first app stopped before handling all");
