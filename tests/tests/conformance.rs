@@ -40,6 +40,7 @@ conformance!(
         panic_caught_and_retried_while_others_flow,
         ack_wait_expiry_redelivers,
         max_deliver_then_dlq,
+        dlq_refused_at_last_delivery_is_not_stranded,
         term_stops_redelivery,
         in_progress_keeps_one_delivery,
         groups_fan_out,

@@ -227,7 +227,9 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
                 durable: topology::durable_name(&group, h.event_name()),
                 filter_subject: h.subject(),
                 ack_wait: o.ack_wait_or_default(),
-                max_deliver: o.max_deliver_or_default(),
+                // no broker-side limit: the worker decides the last
+                // delivery, so one that does not settle is never stranded
+                max_deliver: 0,
                 deliver: o.deliver.unwrap_or(DeliverPolicy::All),
             };
             let view = transport.declare_consumer(&decl, app.policy).await?;

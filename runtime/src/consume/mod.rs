@@ -107,6 +107,7 @@ pub(crate) async fn run<T: Transport>(
         extensions: env.extensions.clone(),
         stopping: stop.clone(),
         abort: CancellationToken::new(),
+        refused: Default::default(),
     });
     let mut flow = flow::Flow::new(&transport, &env, &binding, shared.clone(), ready);
     let result = flow.run_until(&stop).await;

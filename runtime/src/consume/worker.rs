@@ -5,8 +5,9 @@
 //! message of an ordered handler, whose key's later events wait behind it.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -32,7 +33,15 @@ pub(super) struct Shared {
     /// Cancelled when the shutdown grace period is over: running handlers
     /// are dropped and their messages given back.
     pub(super) abort: CancellationToken,
+    /// Why messages whose DLQ copy failed were dead-lettered, by stream
+    /// sequence, so the copy tried at their next delivery carries the
+    /// handler's error (bounded; a redelivery to another replica says
+    /// that the last delivery did not settle instead).
+    pub(super) refused: Mutex<HashMap<u64, String>>,
 }
+
+/// At most this many reasons are kept for DLQ copies to try again.
+const REFUSED_REASONS: usize = 4096;
 
 /// How a wait for a retry delay ended.
 enum Waited {
@@ -81,6 +90,14 @@ impl Shared {
             );
             // `kept` reads the subject and headers back after the call.
             let kept = ctx.clone();
+            if let Some(mut action) = self.binding.retry.exhausted(info.delivered) {
+                if let (Action::DeadLetter { reason }, Some(earlier)) =
+                    (&mut action, self.refused_reason(info.stream_sequence, None))
+                {
+                    *reason = earlier;
+                }
+                return self.apply(action, &kept, &info, &payload, &acker).await;
+            }
             let call = match self.handler.call(kept.subject(), &payload, ctx) {
                 Ok(call) => call,
                 Err(e) => {
@@ -267,21 +284,40 @@ impl Shared {
                 };
                 match dlq::capture(&self.bus, record, ctx.headers(), payload.clone()).await {
                     Ok(ack) => {
+                        self.refused_reason(info.stream_sequence, None);
                         span.record("outcome", "dead-lettered");
                         stats.record(Outcome::DeadLettered);
                         tracing::error!(%reason, dlq_seq = ack.sequence, "dead-lettered message, then rejected it");
                         self.settle(acker, Settle::Reject).await;
                     }
                     Err(e) => {
+                        // Not rejected, so not lost: the broker delivers it
+                        // again (it has no delivery limit of its own) and
+                        // that delivery, over the handler's budget, tries
+                        // the copy again without calling the handler.
                         span.record("outcome", "dlq-failed");
-                        stats.record(Outcome::Retried);
+                        stats.record(Outcome::DeadLetterFailed);
+                        self.refused_reason(info.stream_sequence, Some(reason.clone()));
                         let delay = self.binding.retry.delay(info.delivered);
-                        tracing::error!(%reason, error = %e, ?delay, "could not copy the message to the DLQ; leaving it for redelivery instead of rejecting it");
+                        tracing::error!(%reason, error = %e, ?delay, "could not copy the message to the DLQ; it stays in its stream and the copy is tried again at its next delivery, after the delay");
                         self.retry(delay, acker).await;
                     }
                 }
             }
         }
+    }
+
+    /// Takes the reason kept for the message at `sequence`, keeping
+    /// `reason` instead when given (while there is room).
+    fn refused_reason(&self, sequence: u64, reason: Option<String>) -> Option<String> {
+        let mut kept = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        let earlier = kept.remove(&sequence);
+        if let Some(reason) = reason
+            && kept.len() < REFUSED_REASONS
+        {
+            kept.insert(sequence, reason);
+        }
+        earlier
     }
 
     /// Asks for a redelivery after `delay`: on the broker where it can

@@ -40,6 +40,22 @@ impl RetryPolicy {
             .unwrap_or(Duration::ZERO)
     }
 
+    /// A delivery past the handler's budget: an earlier delivery was the
+    /// last one allowed but did not end settled (the DLQ refused the copy,
+    /// or the process stopped or crashed before settling). The broker
+    /// itself redelivers without limit, so jetflow decides the last
+    /// delivery: this one is dead-lettered without calling the handler
+    /// again, and nothing is stranded in the stream.
+    pub(crate) fn exhausted(&self, delivered: u64) -> Option<Action> {
+        (delivered > self.max_deliver).then(|| Action::DeadLetter {
+            reason: format!(
+                "delivered {delivered} times, over max_deliver {}: the last allowed delivery did \
+                 not settle (the DLQ refused the copy, or the service stopped or crashed first)",
+                self.max_deliver
+            ),
+        })
+    }
+
     /// Decides what to do after delivery number `delivered` ended with `result`.
     pub(crate) fn decide(&self, delivered: u64, result: Result<(), &HandlerError>) -> Action {
         match result {
@@ -90,6 +106,10 @@ mod tests {
         let reject = HandlerError::reject("bad order");
         assert!(
             matches!(p.decide(1, Err(&reject)), Action::DeadLetter { reason } if reason.contains("bad order"))
+        );
+        assert_eq!(p.exhausted(4), None);
+        assert!(
+            matches!(p.exhausted(5), Some(Action::DeadLetter { reason }) if reason.contains("over max_deliver 4"))
         );
         let after = HandlerError::retry_after("busy", Duration::from_millis(250));
         assert_eq!(

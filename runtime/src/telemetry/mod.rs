@@ -25,6 +25,10 @@ pub struct HandlerStats {
     /// Payloads that could not be decoded as the handler's event (each
     /// also counted as dead-lettered or terminated; the handler is not called).
     pub undecodable: u64,
+    /// DLQ copies the broker refused: the message stays in its stream, is
+    /// delivered again after the retry delay and the copy is tried again
+    /// then (the handler is not called again).
+    pub dead_letter_failed: u64,
 }
 
 impl HandlerStats {
@@ -43,12 +47,13 @@ pub(crate) enum Outcome {
     Terminated,
     Panicked,
     Undecodable,
+    DeadLetterFailed,
 }
 
 /// The live counters of one handler.
 #[derive(Debug)]
 pub(crate) struct Counters {
-    counts: [AtomicU64; 7],
+    counts: [AtomicU64; 8],
     /// Bumped on every record, so that waiters wake without polling.
     changed: watch::Sender<()>,
 }
@@ -78,6 +83,7 @@ impl Counters {
             terminated: get(Outcome::Terminated),
             panicked: get(Outcome::Panicked),
             undecodable: get(Outcome::Undecodable),
+            dead_letter_failed: get(Outcome::DeadLetterFailed),
         }
     }
 

@@ -114,7 +114,13 @@ pub struct ConsumerDecl {
     pub filter_subject: String,
     /// How long a delivery may stay unsettled before it is delivered again.
     pub ack_wait: Duration,
-    /// Deliveries of one message the broker may make.
+    /// Deliveries of one message the broker may make; `0`: no limit.
+    ///
+    /// jetflow declares `0` and decides the last delivery itself (the
+    /// handler's `max_deliver`): a message whose last allowed delivery did
+    /// not settle (the DLQ refused the copy, the service crashed) is
+    /// delivered again and dead-lettered then, instead of staying in the
+    /// stream delivered to no one.
     pub max_deliver: u32,
     /// Where a new durable starts.
     pub deliver: DeliverPolicy,
@@ -122,14 +128,15 @@ pub struct ConsumerDecl {
 
 impl ConsumerDecl {
     /// A consumer of `stream` named `durable` filtering `filter_subject`,
-    /// with the handler defaults (ack wait 30s, 5 deliveries, from the
-    /// first message); set the other fields as needed.
+    /// with the handler defaults (ack wait 30s, no broker-side delivery
+    /// limit, from the first message); set the other fields as needed.
     ///
     /// ```
     /// use std::time::Duration;
     /// let mut c = jetflow::topology::ConsumerDecl::new("ORDER", "inventory--order_created", "order.created.v1");
     /// c.ack_wait = Duration::from_secs(10);
-    /// assert_eq!(c.max_deliver, 5);
+    /// assert_eq!(c.max_deliver, 0);
+    /// assert_eq!(c.broker_max_deliver(), -1);
     /// ```
     pub fn new(
         stream: impl Into<String>,
@@ -141,14 +148,28 @@ impl ConsumerDecl {
             durable: durable.into(),
             filter_subject: filter_subject.into(),
             ack_wait: jetflow_rules::DEFAULT_ACK_WAIT,
-            max_deliver: jetflow_rules::DEFAULT_MAX_DELIVER,
+            max_deliver: 0,
             deliver: DeliverPolicy::All,
         }
+    }
+
+    /// `max_deliver` as brokers spell it: `-1` for no limit.
+    pub fn broker_max_deliver(&self) -> i64 {
+        max_deliver_limit(self.max_deliver)
     }
 
     /// `consumer `x` on stream `Y``, for messages.
     pub fn describe(&self) -> String {
         format!("consumer `{}` on stream `{}`", self.durable, self.stream)
+    }
+}
+
+/// A delivery limit as brokers spell it: `0` (none) is `-1`.
+pub(crate) fn max_deliver_limit(max_deliver: u32) -> i64 {
+    if max_deliver == 0 {
+        -1
+    } else {
+        i64::from(max_deliver)
     }
 }
 

@@ -108,7 +108,7 @@ impl ConsumerView {
             filter_subject: decl.filter_subject.clone(),
             explicit_ack: true,
             ack_wait: decl.ack_wait,
-            max_deliver: i64::from(decl.max_deliver),
+            max_deliver: decl.broker_max_deliver(),
             deliver: Some(decl.deliver),
         }
     }

@@ -230,3 +230,65 @@ pub struct Job {
 pub fn job(key: impl Into<String>) -> Job {
     Job { key: key.into() }
 }
+
+impl Broker {
+    /// Makes the DLQ refuse new records (`true`) as a full stream does, or
+    /// accept them again (`false`). On NATS and the embedded broker the
+    /// DLQ stream is limited to one message (a filler on `dlq.filler.x`)
+    /// with `discard = new`; on Redis its key holds a string, so `XADD`
+    /// fails with `WRONGTYPE`. The app must have declared the DLQ.
+    pub async fn refuse_dead_letters(&self, refuse: bool) {
+        use async_nats::jetstream::stream::DiscardPolicy;
+        let dlq = jetflow::dlq::STREAM;
+        match self.kind {
+            Kind::Nats => {
+                let client = async_nats::connect(&self.url).await.expect("connects");
+                let js = async_nats::jetstream::new(client);
+                let mut stream = js.get_stream(dlq).await.expect("the DLQ is declared");
+                let mut config = stream.info().await.expect("DLQ info").config.clone();
+                if refuse && stream.info().await.expect("DLQ info").state.messages == 0 {
+                    js.publish("dlq.filler.x", "filler".into())
+                        .await
+                        .expect("filler sent")
+                        .await
+                        .expect("filler stored");
+                }
+                config.max_messages = if refuse { 1 } else { -1 };
+                config.discard = DiscardPolicy::New;
+                js.update_stream(config).await.expect("DLQ limits updated");
+            }
+            Kind::Memory => {
+                let broker = self.memory();
+                if refuse {
+                    broker.limit_stream(dlq, 0, false);
+                    jetflow::Bus::on(broker.clone(), "filler")
+                        .publish_raw("dlq.filler.x", jetflow::Headers::new(), "filler".into())
+                        .await
+                        .expect("filler stored");
+                }
+                assert!(broker.limit_stream(dlq, u64::from(refuse), refuse));
+            }
+            Kind::Redis => {
+                let client = redis::Client::open(self.url.as_str()).expect("redis URL");
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("connects");
+                let key = format!("jetflow:{{{dlq}}}:messages");
+                let _: () = redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("DEL");
+                if refuse {
+                    let _: () = redis::cmd("SET")
+                        .arg(&key)
+                        .arg("not a stream")
+                        .query_async(&mut conn)
+                        .await
+                        .expect("SET");
+                }
+            }
+        }
+    }
+}

@@ -207,3 +207,68 @@ pub async fn term_stops_redelivery(b: Broker) {
         "no DLQ stream, dead-lettering is off: {dlq:?}"
     );
 }
+
+// ------------------------------------------- DLQ refuses the last delivery
+
+#[handler(group = "stranded", max_deliver = 2, backoff = "50ms")]
+async fn fails_until_dead(
+    j: Job,
+    ctx: Context,
+    State(l): State<Ledger>,
+) -> Result<(), HandlerError> {
+    l.record(&j.key, &ctx);
+    Err(HandlerError::retry(format!(
+        "attempt {} failed",
+        ctx.delivered()
+    )))
+}
+
+/// The DLQ refuses the copy at the last delivery: the message is not
+/// stranded. It stays in its stream and comes back, the copy is tried
+/// again at each delivery (the handler is not called again), and once the
+/// DLQ accepts it the record carries the handler's last error and the
+/// original is terminated.
+pub async fn dlq_refused_at_last_delivery_is_not_stranded(b: Broker) {
+    if !b.supports(
+        "dlq_refused_at_last_delivery_is_not_stranded",
+        "redelivery",
+        |c| c.redelivery,
+    ) {
+        return;
+    }
+    let ledger = Ledger::default();
+    let app = b.start(&ledger, fails_until_dead).await;
+    b.refuse_dead_letters(true).await;
+    app.bus().publish(&job("s")).await.expect("publish");
+    // the copy refused at the last delivery and again at a redelivery
+    let refused = wait_stats(&app, "fails_until_dead", |s| s.dead_letter_failed >= 2).await;
+    assert_eq!(refused.dead_lettered, 0, "{refused:?}");
+    let ours = |d: &[jetflow::dlq::DeadLetter]| d.iter().filter(|d| d.group == "stranded").count();
+    assert_eq!(
+        ours(&jetflow::dlq::list(app.bus()).await.unwrap_or_default()),
+        0,
+        "nothing reached the refusing DLQ"
+    );
+    b.refuse_dead_letters(false).await;
+    let stats = wait_stats(&app, "fails_until_dead", |s| s.dead_lettered >= 1).await;
+    settled(&app, "JOB", "stranded--job", 1).await;
+    let dead = jetflow::dlq::list(app.bus()).await.expect("DLQ readable");
+    app.stop().await.expect("stops");
+    assert_eq!(
+        ledger
+            .of("s")
+            .iter()
+            .map(|e| e.delivered)
+            .collect::<Vec<_>>(),
+        vec![1, 2],
+        "the handler runs max_deliver times, never for a delivery past it"
+    );
+    assert!(stats.received >= 4, "redelivered while refused: {stats:?}");
+    let dead: Vec<_> = dead.into_iter().filter(|d| d.group == "stranded").collect();
+    assert_eq!(dead.len(), 1, "one DLQ record: {dead:?}");
+    assert_eq!(
+        dead[0].error,
+        "failed on delivery 2 of max_deliver 2: attempt 2 failed"
+    );
+    assert_eq!(&dead[0].payload[..], br#"{"key":"s"}"#);
+}

@@ -33,11 +33,7 @@ impl Config {
             } else {
                 decl.ack_wait
             },
-            max_deliver: if decl.max_deliver == 0 {
-                -1
-            } else {
-                i64::from(decl.max_deliver)
-            },
+            max_deliver: decl.broker_max_deliver(),
             deliver: decl.deliver,
             max_ack_pending: 1000,
         }

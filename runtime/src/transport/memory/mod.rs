@@ -201,6 +201,21 @@ impl Broker {
         removed
     }
 
+    /// Limits a stream to `max_messages` (`0`: no limit); once full it
+    /// refuses new messages (`discard_new`, as JetStream's `discard: new`
+    /// does) or drops the oldest. `false` if there is no such stream. A
+    /// fault hook for tests.
+    #[cfg(feature = "testing")]
+    pub fn limit_stream(&self, stream: &str, max_messages: u64, discard_new: bool) -> bool {
+        let mut state = self.lock();
+        let Some(s) = state.streams.get_mut(stream) else {
+            return false;
+        };
+        s.config.max_messages = max_messages;
+        s.config.discard_new = discard_new;
+        true
+    }
+
     /// Makes notifications fail as they do while a NATS connection is down
     /// (`offline = true`), or work again. A fault hook for tests.
     #[cfg(feature = "testing")]

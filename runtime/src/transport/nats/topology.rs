@@ -145,7 +145,7 @@ fn config(decl: &ConsumerDecl) -> pull::Config {
         filter_subject: decl.filter_subject.clone(),
         ack_policy: AckPolicy::Explicit,
         ack_wait: decl.ack_wait,
-        max_deliver: i64::from(decl.max_deliver),
+        max_deliver: decl.broker_max_deliver(),
         deliver_policy: match decl.deliver {
             DeliverPolicy::New => consumer::DeliverPolicy::New,
             DeliverPolicy::Last => consumer::DeliverPolicy::Last,

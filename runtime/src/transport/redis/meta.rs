@@ -46,7 +46,7 @@ impl ConsumerMeta {
             filter_subject: self.filter_subject.clone(),
             explicit_ack: true,
             ack_wait: Duration::from_millis(self.ack_wait_ms),
-            max_deliver: i64::from(self.max_deliver),
+            max_deliver: crate::topology::max_deliver_limit(self.max_deliver),
             deliver: match self.deliver.as_str() {
                 "all" => Some(DeliverPolicy::All),
                 "new" => Some(DeliverPolicy::New),
