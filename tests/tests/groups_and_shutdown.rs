@@ -139,3 +139,58 @@ async fn server_kill_9_mid_stream_then_restart_loses_nothing() {
     running.stop().await.unwrap();
     assert_eq!(ledger.distinct(), N);
 }
+
+#[handler(group = "stuck", concurrency = 2, ack_wait = "10m")]
+async fn unhurried(j: Job, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+    ledger.record(&j.key, &ctx);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+/// A stop asked for while the server is unreachable returns within the
+/// grace period, says what it could not settle, and leaves nothing lost:
+/// after the server returns, everything is handled by the next run.
+#[tokio::test]
+async fn stop_while_the_server_is_unreachable_returns_within_the_grace_period() {
+    const N: usize = 20;
+    const GRACE: Duration = Duration::from_secs(3);
+    let mut server = server().await;
+    let ledger = Ledger::default();
+    let url = server.url();
+    let app = || {
+        App::new("t")
+            .url(&url)
+            .state(ledger.clone())
+            .handler(unhurried)
+            .shutdown_grace(GRACE)
+    };
+    let running = app().start().await.unwrap();
+    for i in 0..N {
+        running.bus().publish(&job(i)).await.expect("publish acked");
+    }
+    ledger
+        .wait_until(WAIT, "handlers running", |e| !e.is_empty())
+        .await;
+    server.kill().await.unwrap();
+    let asked = tokio::time::Instant::now();
+    let stopped = tokio::time::timeout(GRACE * 4, running.stop())
+        .await
+        .expect("stop returns while the server is away");
+    let took = asked.elapsed();
+    assert!(
+        took <= GRACE + Duration::from_secs(1),
+        "stop took {took:?}, grace is {GRACE:?}"
+    );
+    let error = stopped
+        .expect_err("stop says what it could not settle")
+        .to_string();
+    assert!(error.contains("could not settle"), "{error}");
+    server.restart().await.unwrap();
+    let again = app().start().await.unwrap();
+    ledger
+        .wait_until(WAIT, "every event handled after the restart", |_| {
+            ledger.distinct() >= N
+        })
+        .await;
+    again.stop().await.unwrap();
+}

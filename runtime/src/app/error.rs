@@ -116,6 +116,10 @@ pub enum ConsumerErrorKind {
     Incompatible,
     /// The loop panicked or was cancelled.
     Crashed,
+    /// The stop could not settle every message within the grace period
+    /// (the broker was away or slow): they are delivered again after their
+    /// `ack_wait`.
+    Unsettled,
 }
 
 impl ConsumerError {

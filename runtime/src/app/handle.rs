@@ -21,7 +21,13 @@ pub struct AppHandle {
     /// The handler and source of each consume loop, to name a crashed one.
     loops: HashMap<Id, (&'static str, String)>,
     stats: BTreeMap<&'static str, Arc<Counters>>,
+    /// The shutdown grace period: [`AppHandle::stop`] returns within it.
+    grace: Duration,
 }
+
+/// What a stop may take beyond the grace period: the consume loops are
+/// bounded by it; this covers their scheduling.
+const STOP_SLACK: Duration = Duration::from_millis(500);
 
 impl AppHandle {
     pub(super) fn new(
@@ -30,6 +36,7 @@ impl AppHandle {
         tasks: JoinSet<Result<()>>,
         loops: HashMap<Id, (&'static str, String)>,
         stats: BTreeMap<&'static str, Arc<Counters>>,
+        grace: Duration,
     ) -> AppHandle {
         AppHandle {
             bus,
@@ -37,6 +44,7 @@ impl AppHandle {
             tasks,
             loops,
             stats,
+            grace,
         }
     }
 
@@ -126,11 +134,36 @@ impl AppHandle {
         }
     }
 
-    /// Stops gracefully and waits for every loop to drain and flush its acks.
+    /// Stops gracefully: every loop stops receiving, gives back what it
+    /// received but did not start, lets running handlers finish and flushes
+    /// its settlements. Returns within the shutdown grace period
+    /// ([`App::shutdown_grace`](super::App::shutdown_grace)) whatever the
+    /// broker does: handlers still running near its end are cancelled and
+    /// their messages given back.
+    ///
+    /// # Errors
+    ///
+    /// The first loop's error: one that failed while running, or
+    /// [`ConsumerErrorKind::Unsettled`] when the broker could not confirm
+    /// every settlement in time (it was away): those messages come back
+    /// after their `ack_wait`; nothing is lost, some may be handled twice.
     pub async fn stop(mut self) -> Result<()> {
         self.stop.cancel();
+        let deadline = tokio::time::Instant::now() + self.grace + STOP_SLACK;
         let mut first_error = Ok(());
-        while let Some(joined) = self.tasks.join_next().await {
+        loop {
+            let joined = match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(Some(joined)) => joined,
+                Ok(None) => break,
+                Err(_) => {
+                    // a loop's drain is bounded by the grace period; this
+                    // one did not return (a bug): do not wait for it
+                    let late = self.tasks.len();
+                    self.tasks.abort_all();
+                    tracing::error!(loops = late, grace = ?self.grace, "consume loops did not stop within the grace period; aborted them (their unsettled messages come back after ack_wait)");
+                    break;
+                }
+            };
             let r = match joined {
                 Ok(r) => r,
                 Err(join) => Err(self.crashed(&join)),
@@ -139,8 +172,12 @@ impl AppHandle {
                 first_error = Err(e);
             }
         }
-        if let Err(e) = self.bus.transport().flush().await {
-            tracing::warn!(error = %e, "could not flush before stopping");
+        match tokio::time::timeout_at(deadline, self.bus.transport().flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not flush before stopping"),
+            Err(_) => {
+                tracing::warn!("the broker did not confirm the final flush within the grace period")
+            }
         }
         first_error
     }

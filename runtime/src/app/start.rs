@@ -285,5 +285,5 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
             tracing::warn!(handler, timeout = ?LISTEN_TIMEOUT, "the handler is not listening yet; notifications sent before it is are not heard by it");
         }
     }
-    Ok(AppHandle::new(bus, stop, tasks, loops, stats))
+    Ok(AppHandle::new(bus, stop, tasks, loops, stats, env.grace))
 }

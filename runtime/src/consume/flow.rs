@@ -102,14 +102,19 @@ impl<'a, T: Transport> Flow<'a, T> {
     }
 
     pub(super) async fn run_until(&mut self, stop: &CancellationToken) -> Result<(), Error> {
-        self.subscribe().await;
+        if stop.run_until_cancelled(self.subscribe()).await.is_none() {
+            return Ok(());
+        }
         loop {
             if stop.is_cancelled() {
                 return Ok(());
             }
             if self.sub.is_none() {
-                self.recover(Lost::Unavailable("not subscribed".into()), stop)
-                    .await?;
+                // a stop does not wait for a broker that is away
+                let recovered = stop.run_until_cancelled(
+                    self.recover(Lost::Unavailable("not subscribed".into()), stop),
+                );
+                recovered.await.transpose()?;
                 continue;
             }
             for (took, key) in std::mem::take(&mut self.ended) {
@@ -143,7 +148,9 @@ impl<'a, T: Transport> Flow<'a, T> {
                 },
             };
             if let Some(lost) = lost {
-                self.recover(lost, stop).await?;
+                stop.run_until_cancelled(self.recover(lost, stop))
+                    .await
+                    .transpose()?;
             }
         }
     }
@@ -253,8 +260,8 @@ impl<'a, T: Transport> Flow<'a, T> {
     }
 
     /// Ends the subscription, giving back what is on its way and what
-    /// waits in the prefetch buffer.
-    async fn unsubscribe(&mut self) {
+    /// waits in the prefetch buffer; returns how many were given back.
+    async fn unsubscribe(&mut self) -> usize {
         let mut given_back = 0;
         if let Some(old) = self.sub.take() {
             given_back += alongside(&mut self.in_flight, &mut self.ended, old.close()).await;
@@ -274,6 +281,7 @@ impl<'a, T: Transport> Flow<'a, T> {
             );
         }
         self.granted = 0;
+        given_back
     }
 
     /// The subscription is lost: find out why, repair what the policy
@@ -347,8 +355,18 @@ impl<'a, T: Transport> Flow<'a, T> {
 
     /// Stops receiving: ends the subscription and gives back whatever
     /// arrived but was not started. Running handlers keep being driven.
-    pub(super) async fn stop_receiving(&mut self) {
-        self.unsubscribe().await;
+    pub(super) async fn stop_receiving(&mut self) -> usize {
+        self.unsubscribe().await
+    }
+
+    /// Messages received and not started (buffered or held in a lane).
+    pub(super) fn waiting(&self) -> usize {
+        self.buffer.len() + self.lanes.held()
+    }
+
+    /// Handler calls under way.
+    pub(super) fn running(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Waits for every running handler call to finish.

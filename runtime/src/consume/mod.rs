@@ -4,6 +4,7 @@
 //! decision, automatic progress signals, the emulation of what a broker
 //! lacks, recovery of a lost subscription, and graceful shutdown.
 
+mod drain;
 mod flow;
 mod lanes;
 mod prefetch;
@@ -83,8 +84,10 @@ pub(crate) struct Env {
     pub(crate) prefetch_bytes: usize,
 }
 
-/// Runs the handler until `stop` is cancelled (then drains gracefully) or
-/// the loop cannot continue (returns the error). `ready` is sent once the
+/// Runs the handler until `stop` is cancelled (then drains gracefully,
+/// within the grace period whatever the broker does: see [`drain`]) or the
+/// loop cannot continue (returns the error; also when the drain could not
+/// settle everything). `ready` is sent once the
 /// first subscription is open (a notification listener hears what is sent
 /// from then on).
 ///
@@ -108,28 +111,11 @@ pub(crate) async fn run<T: Transport>(
         stopping: stop.clone(),
         abort: CancellationToken::new(),
         refused: Default::default(),
+        settled_while_stopping: Default::default(),
     });
     let mut flow = flow::Flow::new(&transport, &env, &binding, shared.clone(), ready);
     let result = flow.run_until(&stop).await;
-
-    // Graceful drain: stop receiving and give back what arrived but was not
-    // started; in-flight handlers get the grace period, then are dropped and
-    // retried.
-    flow.stop_receiving().await;
-    if tokio::time::timeout(env.grace, flow.finish_in_flight())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            handler = binding.handler,
-            grace = ?env.grace,
-            "handlers still running after the shutdown grace period; cancelling them and retrying their messages"
-        );
-        shared.abort.cancel();
-        flow.finish_in_flight().await;
-    }
-    if let Err(e) = transport.flush().await {
-        tracing::warn!(handler = binding.handler, error = %e, "could not flush settlements before stopping; unsettled messages will be redelivered after ack_wait");
-    }
-    result
+    let unsettled = drain::drain(&mut flow, &shared, &transport, env.grace).await;
+    result?;
+    Ok(unsettled.into_result(&shared)?)
 }

@@ -7,6 +7,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ pub(super) struct Shared {
     /// handler's error (bounded; a redelivery to another replica says
     /// that the last delivery did not settle instead).
     pub(super) refused: Mutex<HashMap<u64, String>>,
+    /// Settlements sent once the app is stopping: unconfirmed if the final
+    /// flush fails.
+    pub(super) settled_while_stopping: AtomicUsize,
 }
 
 /// At most this many reasons are kept for DLQ copies to try again.
@@ -335,6 +339,9 @@ impl Shared {
     }
 
     async fn settle<A: Acker>(&self, acker: &A, settle: Settle) {
+        if self.stopping.is_cancelled() && !matches!(settle, Settle::Progress) {
+            self.settled_while_stopping.fetch_add(1, Ordering::Relaxed);
+        }
         if let Err(e) = acker.settle(settle).await {
             tracing::warn!(error = %e, ?settle, "could not settle the message");
         }
