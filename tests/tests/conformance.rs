@@ -46,6 +46,7 @@ conformance!(
         groups_fan_out,
         replicas_compete,
         close_and_reopen_loses_nothing,
+        deleted_stream_is_recreated,
         order_preserved_with_one_worker,
         prefetched_messages_never_expire,
         stop_gives_the_buffer_back,

@@ -112,6 +112,9 @@ pub struct ConsumerError {
 pub enum ConsumerErrorKind {
     /// The consumer was deleted and the app is bind-only.
     Deleted,
+    /// The consumer's stream is missing (deleted, or the server lost its
+    /// store) and the app is bind-only.
+    StreamDeleted,
     /// The broker's consumer of that name cannot be used (a JetStream push consumer).
     Incompatible,
     /// The loop panicked or was cancelled.

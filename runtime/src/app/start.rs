@@ -19,7 +19,7 @@ use crate::publish::Bus;
 use crate::retry::RetryPolicy;
 use crate::telemetry::Counters;
 use crate::topology::DeliverPolicy;
-use crate::topology::{self, ConsumerDecl, StreamDecl};
+use crate::topology::{self, ConsumerDecl, Declared, StreamDecl};
 use crate::transport::{Capabilities, Transport};
 use crate::{dlq, event};
 
@@ -171,8 +171,7 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHandle> {
     app.validate()?;
-    let bus = Bus::on(transport.clone(), app.name.clone());
-    let describe = bus.transport_name();
+    let describe = transport.describe();
     tracing::info!(app = %app.name, transport = %describe, "connected");
     let caps = transport.capabilities();
     for h in &app.handlers {
@@ -197,12 +196,17 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
         .into_iter()
         .map(|(name, subjects)| StreamDecl::new(name, subjects, app.streams.clone()))
         .collect();
-    transport.declare_streams(&streams, app.policy).await?;
+    let declared = Arc::new(Declared::new(streams, app.policy));
+    transport
+        .declare_streams(declared.streams(), app.policy)
+        .await?;
+    let bus = Bus::declaring(transport.clone(), app.name.clone(), declared.clone());
 
     let env = Env {
         bus: bus.clone(),
         extensions: Arc::new(app.extensions),
         policy: app.policy,
+        declared,
         grace: app.grace,
         prefetch_bytes: app.prefetch_bytes,
     };

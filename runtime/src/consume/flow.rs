@@ -316,18 +316,31 @@ impl<'a, T: Transport> Flow<'a, T> {
                         .into());
                     }
                     tracing::warn!(consumer = %decl.durable, stream = %decl.stream, "durable consumer was deleted; recreating it from the declared config");
-                    let recreate = self
-                        .transport
-                        .declare_consumer(decl, TopologyPolicy::Update);
-                    match alongside(&mut self.in_flight, &mut self.ended, recreate).await {
-                        Ok(_) => self.failures = 1,
-                        Err(e) => {
-                            tracing::error!(consumer = %decl.durable, error = %e, "cannot recreate the consumer");
-                        }
-                    }
+                    self.recreate_consumer(decl).await;
                 }
                 ConsumerStatus::StreamMissing => {
-                    tracing::error!(handler = b.handler, consumer = %decl.durable, stream = %decl.stream, attempt = self.failures, "stream `{}` does not exist (was it deleted?); retrying with backoff", decl.stream);
+                    if self.env.policy == TopologyPolicy::BindOnly {
+                        return Err(ConsumerError::new(
+                            b.handler,
+                            b.source.name(),
+                            ConsumerErrorKind::StreamDeleted,
+                            format!("stream `{}` is missing on the server (deleted, or the server lost its store) and the app is bind-only; recreate the stream and its consumers, then restart", decl.stream),
+                        )
+                        .into());
+                    }
+                    let declared = &self.env.declared;
+                    let restored = match declared.stream(&decl.stream) {
+                        Some(stream) => {
+                            let restore = declared.restore(self.transport, stream);
+                            alongside(&mut self.in_flight, &mut self.ended, restore).await
+                        }
+                        None => Ok(false),
+                    };
+                    if let Ok(true) = restored {
+                        self.recreate_consumer(decl).await;
+                    } else {
+                        tracing::error!(handler = b.handler, consumer = %decl.durable, stream = %decl.stream, attempt = self.failures, "stream `{}` does not exist and was not recreated; retrying with backoff", decl.stream);
+                    }
                 }
                 ConsumerStatus::Unavailable(e) => {
                     tracing::error!(handler = b.handler, consumer = %decl.durable, stream = %decl.stream, error = %e, attempt = self.failures, "consumer unavailable; retrying with backoff");
@@ -351,6 +364,20 @@ impl<'a, T: Transport> Flow<'a, T> {
             self.subscribe().await;
         }
         Ok(())
+    }
+
+    /// Recreates the declared consumer (it is missing); on success the
+    /// next subscription comes without a backoff.
+    async fn recreate_consumer(&mut self, decl: &crate::topology::ConsumerDecl) {
+        let recreate = self
+            .transport
+            .declare_consumer(decl, TopologyPolicy::Update);
+        match alongside(&mut self.in_flight, &mut self.ended, recreate).await {
+            Ok(_) => self.failures = 1,
+            Err(e) => {
+                tracing::error!(consumer = %decl.durable, stream = %decl.stream, error = %e, "cannot recreate the consumer");
+            }
+        }
     }
 
     /// Stops receiving: ends the subscription and gives back whatever

@@ -24,7 +24,7 @@ use crate::handler::Extensions;
 use crate::publish::Bus;
 use crate::retry::RetryPolicy;
 use crate::telemetry::Counters;
-use crate::topology::{ConsumerDecl, TopologyPolicy};
+use crate::topology::{ConsumerDecl, Declared, TopologyPolicy};
 use crate::transport::{Capabilities, Transport};
 
 /// Where a handler's messages come from.
@@ -79,6 +79,8 @@ pub(crate) struct Env {
     pub(crate) bus: Bus,
     pub(crate) extensions: Arc<Extensions>,
     pub(crate) policy: TopologyPolicy,
+    /// The app's streams, to recreate one that vanished.
+    pub(crate) declared: Arc<Declared>,
     pub(crate) grace: Duration,
     /// Payload bytes one loop keeps received ahead of its handler calls.
     pub(crate) prefetch_bytes: usize,

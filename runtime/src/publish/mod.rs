@@ -14,7 +14,7 @@ use bytes::Bytes;
 use time::format_description::well_known::Rfc3339;
 
 use crate::event::{Event, Notification};
-use crate::topology::{ConsumerState, TopologyError};
+use crate::topology::{ConsumerState, Declared, TopologyError};
 use crate::transport::{
     Capabilities, DynTransport, Headers, Outgoing, PublishFailure, Stored, Transport,
 };
@@ -53,6 +53,9 @@ struct Inner {
     transport: Box<dyn DynTransport>,
     source: String,
     attempts: u32,
+    /// The app's streams: one that vanished is recreated when a publish
+    /// finds no stream (`None`: a bus of no app).
+    declared: Option<Arc<Declared>>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -67,11 +70,26 @@ impl std::fmt::Debug for Bus {
 impl Bus {
     /// A bus on `transport`; `source` names the publishing service (`ce-source`).
     pub fn on(transport: impl Transport, source: impl Into<String>) -> Bus {
+        Bus::with(transport, source.into(), None)
+    }
+
+    /// An app's bus: a publish that finds no stream recreates the app's
+    /// declared stream for its subject (by the app's policy), then retries.
+    pub(crate) fn declaring(
+        transport: impl Transport,
+        source: String,
+        declared: Arc<Declared>,
+    ) -> Bus {
+        Bus::with(transport, source, Some(declared))
+    }
+
+    fn with(transport: impl Transport, source: String, declared: Option<Arc<Declared>>) -> Bus {
         Bus {
             inner: Arc::new(Inner {
                 transport: Box::new(transport),
-                source: source.into(),
+                source,
                 attempts: 3,
+                declared,
             }),
         }
     }
@@ -276,12 +294,21 @@ impl Bus {
     ) -> Result<PubAck, PublishError> {
         let attempts = self.inner.attempts;
         let mut last = None;
+        let mut restored = false;
         for attempt in 1..=attempts {
             let message = Outgoing::new(subject.clone(), make_headers(), payload.clone(), msg_id);
             match self.inner.transport.publish(message).await {
                 Ok(ack) => return Ok(ack),
                 Err(PublishFailure::Lost(e)) => {
                     tracing::warn!(%subject, attempt, error = %e, "no PubAck yet; retrying with the same event id");
+                    last = Some(e);
+                }
+                Err(PublishFailure::Failed(PublishErrorKind::NoStream, e))
+                    if !restored
+                        && attempt < attempts
+                        && self.restore_stream_of(&subject).await =>
+                {
+                    restored = true;
                     last = Some(e);
                 }
                 Err(PublishFailure::Failed(kind, e)) => {
@@ -294,6 +321,21 @@ impl Bus {
             PublishErrorKind::Timeout { attempts },
             last,
         ))
+    }
+
+    /// Recreates the app's declared stream that stores `subject`, when
+    /// there is one and the policy allows; `true` once it exists again.
+    async fn restore_stream_of(&self, subject: &str) -> bool {
+        let Some(declared) = &self.inner.declared else {
+            return false;
+        };
+        let Some(stream) = declared.stream_of(subject) else {
+            return false;
+        };
+        declared
+            .restore(self.transport(), stream)
+            .await
+            .unwrap_or(false)
     }
 }
 

@@ -8,10 +8,12 @@
 
 mod error;
 mod plan;
+mod restore;
 
 pub use error::{TopologyError, TopologyErrorKind};
 pub(crate) use plan::update_refused;
 pub use plan::{ConsumerPlan, ConsumerView, StreamPlan, plan_consumer, plan_stream};
+pub(crate) use restore::Declared;
 
 use std::time::Duration;
 

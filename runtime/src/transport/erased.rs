@@ -7,7 +7,7 @@ use std::any::Any;
 use super::{BoxError, Capabilities, Outgoing, PubAck, PublishFailure, Stored, Transport};
 use futures_util::future::BoxFuture;
 
-use crate::topology::{ConsumerState, TopologyError};
+use crate::topology::{ConsumerState, StreamDecl, TopologyError, TopologyPolicy};
 
 pub(crate) trait DynTransport: Send + Sync + 'static {
     fn publish(&self, message: Outgoing) -> BoxFuture<'_, Result<PubAck, PublishFailure>>;
@@ -26,6 +26,11 @@ pub(crate) trait DynTransport: Send + Sync + 'static {
         durable: &'a str,
     ) -> BoxFuture<'a, Result<ConsumerState, TopologyError>>;
     fn flush(&self) -> BoxFuture<'_, Result<(), BoxError>>;
+    fn declare_streams<'a>(
+        &'a self,
+        streams: &'a [StreamDecl],
+        policy: TopologyPolicy,
+    ) -> BoxFuture<'a, Result<(), TopologyError>>;
     fn describe(&self) -> String;
     fn capabilities(&self) -> Capabilities;
     fn as_any(&self) -> &dyn Any;
@@ -59,6 +64,13 @@ impl<T: Transport> DynTransport for T {
     }
     fn flush(&self) -> BoxFuture<'_, Result<(), BoxError>> {
         Box::pin(Transport::flush(self))
+    }
+    fn declare_streams<'a>(
+        &'a self,
+        streams: &'a [StreamDecl],
+        policy: TopologyPolicy,
+    ) -> BoxFuture<'a, Result<(), TopologyError>> {
+        Box::pin(Transport::declare_streams(self, streams, policy))
     }
     fn describe(&self) -> String {
         Transport::describe(self)

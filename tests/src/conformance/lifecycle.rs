@@ -107,3 +107,48 @@ pub async fn order_preserved_with_one_worker(b: Broker) {
     let expected: Vec<(u64, u64)> = (0..2 * N).map(|i| (i, i + 1)).collect();
     assert_eq!(got, expected, "publish order, one delivery each");
 }
+
+// -------------------------------------------------------- stream deleted
+
+/// The stream is deleted while the app runs: the app recreates it and its
+/// consumer from the declaration (warning that its state went back), and
+/// new events flow again, published through the same bus.
+pub async fn deleted_stream_is_recreated(b: Broker) {
+    let ledger = Ledger::default();
+    let app = b.start(&ledger, steady).await;
+    for i in 0..3 {
+        app.bus()
+            .publish(&job(format!("before-{i}")))
+            .await
+            .expect("publish");
+    }
+    ledger
+        .wait_until(WAIT, "handled before the deletion", |_| {
+            ledger.distinct() == 3
+        })
+        .await;
+    b.delete_stream("JOB").await;
+    for i in 0..3 {
+        let key = format!("after-{i}");
+        crate::eventually(WAIT, &format!("publish of {key} acked"), || async {
+            app.bus().publish(&job(key.clone())).await.ok()
+        })
+        .await;
+    }
+    ledger
+        .wait_until(WAIT, "handled after the stream came back", |_| {
+            ledger.distinct() == 6
+        })
+        .await;
+    let s = settled(&app, "JOB", "reopen--job", 3).await;
+    app.stop().await.expect("stops");
+    assert_eq!(s.ack_floor, 3, "the new stream holds after-0..2: {s:?}");
+    let mut after: Vec<u64> = ledger
+        .entries()
+        .iter()
+        .filter(|e| e.key.starts_with("after"))
+        .map(|e| e.seq)
+        .collect();
+    after.sort_unstable();
+    assert_eq!(after, vec![1, 2, 3], "sequences restart in the new stream");
+}

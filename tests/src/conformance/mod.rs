@@ -292,3 +292,43 @@ impl Broker {
         }
     }
 }
+
+impl Broker {
+    /// Deletes `stream` with its messages and consumers, as an operator's
+    /// `nats stream rm` would (on Redis: its keys and its declaration).
+    pub async fn delete_stream(&self, stream: &str) {
+        match self.kind {
+            Kind::Nats => {
+                let client = async_nats::connect(&self.url).await.expect("connects");
+                let js = async_nats::jetstream::new(client);
+                js.delete_stream(stream).await.expect("stream deleted");
+            }
+            Kind::Memory => assert!(self.memory().delete_stream(stream), "no stream {stream}"),
+            Kind::Redis => {
+                let client = redis::Client::open(self.url.as_str()).expect("redis URL");
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("connects");
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("jetflow:{{{stream}}}:*"))
+                    .query_async(&mut conn)
+                    .await
+                    .expect("KEYS");
+                for key in keys {
+                    let _: () = redis::cmd("DEL")
+                        .arg(key)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("DEL");
+                }
+                let _: () = redis::cmd("HDEL")
+                    .arg("jetflow:streams")
+                    .arg(stream)
+                    .query_async(&mut conn)
+                    .await
+                    .expect("HDEL");
+            }
+        }
+    }
+}

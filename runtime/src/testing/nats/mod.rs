@@ -265,6 +265,33 @@ impl NatsServer {
         }
     }
 
+    /// Kills the server and starts it again on the same port with an
+    /// empty store, as a server whose disk was lost: every stream and
+    /// consumer is gone; clients reconnect to the unchanged URL.
+    ///
+    /// # Errors
+    ///
+    /// [`TestingError::Io`] if the store could not be emptied; otherwise
+    /// as [`restart`](Self::restart).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), jetflow::testing::TestingError> {
+    /// let mut server = jetflow::testing::NatsServer::start().await?;
+    /// server.restart_with_empty_store().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn restart_with_empty_store(&mut self) -> Result<(), TestingError> {
+        self.kill().await?;
+        let io = |action: &str| {
+            let action = format!("{action} {}", self.store_dir.display());
+            move |source| TestingError::Io { action, source }
+        };
+        std::fs::remove_dir_all(&self.store_dir).map_err(io("empty the store dir"))?;
+        std::fs::create_dir_all(&self.store_dir).map_err(io("recreate the store dir"))?;
+        self.restart().await
+    }
+
     /// Freezes the server with SIGSTOP: connections stay open but nothing is
     /// answered, like a hung or partitioned server, until
     /// [`resume`](Self::resume).
