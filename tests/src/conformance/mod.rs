@@ -95,6 +95,8 @@ pub struct Broker {
     pub url: String,
     nats: Option<NatsServer>,
     redis: Option<RedisServer>,
+    /// Keeps the embedded broker alive across the scenario's app restarts.
+    memory: Option<jetflow::memory::Broker>,
 }
 
 impl Broker {
@@ -108,13 +110,17 @@ impl Broker {
                     url: server.url(),
                     nats: Some(server),
                     redis: None,
+                    memory: None,
                 }
             }
             Kind::Memory => {
                 crate::init_tracing();
+                let url = jetflow::testing::memory_url(test);
+                let name = url.trim_start_matches(jetflow::memory::SCHEME);
                 Broker {
                     kind,
-                    url: jetflow::testing::memory_url(test),
+                    memory: Some(jetflow::memory::Broker::named(name)),
+                    url,
                     nats: None,
                     redis: None,
                 }
@@ -126,6 +132,7 @@ impl Broker {
                     url: server.url(),
                     nats: None,
                     redis: Some(server),
+                    memory: None,
                 }
             }
         }
@@ -143,9 +150,7 @@ impl Broker {
 
     /// The embedded broker (a `memory://` kind only), for faults.
     pub fn memory(&self) -> jetflow::memory::Broker {
-        assert_eq!(self.kind, Kind::Memory, "not an embedded broker");
-        let name = self.url.trim_start_matches(jetflow::memory::SCHEME);
-        jetflow::memory::Broker::named(name)
+        self.memory.clone().expect("not an embedded broker")
     }
 
     /// An app named `name` on this broker.

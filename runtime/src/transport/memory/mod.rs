@@ -31,8 +31,9 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> jetflow::Result<()> {
-//! // `memory://doc-example` names a broker of this process; an App that
-//! // restarts on the same URL finds its streams and consumers again.
+//! // `memory://doc-example` names a broker of this process; it lives while
+//! // an app, a bus or a `Broker` handle uses it (hold a handle so that an
+//! // App that restarts on the same URL finds its streams and consumers).
 //! let app = App::new("pong").url("memory://doc-example").handler(pong).start().await?;
 //! app.bus().publish(&Ping { n: 1 }).await?;
 //! app.stop().await
@@ -41,7 +42,7 @@
 //!
 //! # Differences from JetStream
 //!
-//! Nothing is persisted (the broker lives as long as the process); there are
+//! Nothing is persisted (a broker lives while something uses it); there are
 //! no clusters, replicas, mirrors, sources, push consumers, ordered
 //! consumers, consumer `backoff` on ack timeouts, multi-filter consumers,
 //! per-subject limits, KV or object store; settlements take effect at once
@@ -136,8 +137,21 @@ impl Broker {
         ..Capabilities::durable()
     };
 
-    /// The broker of this process named `name` (created on first use);
-    /// `memory://{name}` reaches the same one.
+    /// The broker of this process named `name`; `memory://{name}`
+    /// reaches the same one. It is created on first use and lives while
+    /// something uses it (this handle, its clones, an app or a bus on it);
+    /// after that its messages are gone and the name starts afresh.
+    /// Hold a handle to keep a broker across app restarts:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> jetflow::Result<()> {
+    /// let broker = jetflow::memory::Broker::named("keep-me");
+    /// let app = jetflow::App::new("a").url(broker.url()).start().await?;
+    /// app.stop().await?;
+    /// // the next app on memory://keep-me finds what the first one left
+    /// # Ok(()) }
+    /// ```
     pub fn named(name: &str) -> Broker {
         registry::named(name)
     }
