@@ -13,6 +13,7 @@ pub mod handler;
 pub mod publish;
 mod retry;
 pub mod schema;
+pub mod status;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -24,6 +25,7 @@ pub use error::{Error, Result};
 pub use event::{Event, Notification};
 pub use handler::{Context, Handler, HandlerError, State};
 pub use publish::{Bus, PubAck, PublishError};
+pub use status::{HandlerStatus, LoopState};
 pub use telemetry::HandlerStats;
 pub use transport::{Headers, memory};
 

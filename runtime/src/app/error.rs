@@ -4,7 +4,8 @@ use thiserror::Error;
 
 use crate::telemetry::HandlerStats;
 
-/// [`AppHandle::wait_stats`](crate::AppHandle::wait_stats) gave up.
+/// [`AppHandle::wait_stats`](crate::AppHandle::wait_stats) or
+/// [`AppHandle::wait_status`](crate::AppHandle::wait_status) gave up.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum WaitError {
@@ -20,6 +21,21 @@ pub enum WaitError {
         timeout: Duration,
         /// The counts at the end of the wait.
         stats: HandlerStats,
+    },
+    /// The loop did not reach the expected state in time.
+    #[error(
+        "handler `{handler}` did not reach the expected state within {timeout:?}; its loop is {} \
+         (since {:?})",
+        status.state,
+        status.since
+    )]
+    StateTimeout {
+        /// The handler waited on.
+        handler: String,
+        /// How long it waited.
+        timeout: Duration,
+        /// Its status at the end of the wait.
+        status: Box<crate::HandlerStatus>,
     },
     /// The app has no handler of that name.
     #[error("the app has no handler named `{handler}`; its handlers are {known:?}")]

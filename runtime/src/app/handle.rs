@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::WaitError;
 use crate::error::{ConsumerError, ConsumerErrorKind, Error, Result};
 use crate::publish::Bus;
+use crate::status::{HandlerStatus, LoopState, StateCell};
 use crate::telemetry::{Counters, HandlerStats};
 
 /// A running [`App`](super::App): publish through its [`Bus`], stop it gracefully.
@@ -21,6 +22,7 @@ pub struct AppHandle {
     /// The handler and source of each consume loop, to name a crashed one.
     loops: HashMap<Id, (&'static str, String)>,
     stats: BTreeMap<&'static str, Arc<Counters>>,
+    states: BTreeMap<&'static str, Arc<StateCell>>,
     /// The shutdown grace period: [`AppHandle::stop`] returns within it.
     grace: Duration,
 }
@@ -36,6 +38,7 @@ impl AppHandle {
         tasks: JoinSet<Result<()>>,
         loops: HashMap<Id, (&'static str, String)>,
         stats: BTreeMap<&'static str, Arc<Counters>>,
+        states: BTreeMap<&'static str, Arc<StateCell>>,
         grace: Duration,
     ) -> AppHandle {
         AppHandle {
@@ -44,6 +47,7 @@ impl AppHandle {
             tasks,
             loops,
             stats,
+            states,
             grace,
         }
     }
@@ -102,6 +106,66 @@ impl AppHandle {
                 handler: handler.to_owned(),
                 timeout,
                 stats: counters.snapshot(),
+            })
+    }
+
+    /// What every handler's consume loop is doing now, in handler-name
+    /// order; a health check reads this.
+    ///
+    /// ```no_run
+    /// # fn demo(app: &jetflow::AppHandle) {
+    /// for h in app.status() {
+    ///     if !h.state.is_receiving() {
+    ///         eprintln!("{} ({}) is {}", h.handler, h.source, h.state);
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn status(&self) -> Vec<HandlerStatus> {
+        self.states.values().map(|s| s.status()).collect()
+    }
+
+    /// Waits until the loop of `handler` is in a state that satisfies
+    /// `done`, at most `timeout`; returns its status. Wakes on every
+    /// change, no polling.
+    ///
+    /// ```no_run
+    /// # async fn demo(app: jetflow::AppHandle) -> Result<(), jetflow::WaitError> {
+    /// use std::time::Duration;
+    /// app.wait_status("reserve_stock", Duration::from_secs(10), |s| s.is_receiving()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_status(
+        &self,
+        handler: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&LoopState) -> bool,
+    ) -> Result<HandlerStatus, WaitError> {
+        let Some(cell) = self.states.get(handler) else {
+            return Err(WaitError::UnknownHandler {
+                handler: handler.to_owned(),
+                known: self.states.keys().map(|k| (*k).to_owned()).collect(),
+            });
+        };
+        let mut changed = cell.subscribe();
+        let wait = async {
+            loop {
+                changed.borrow_and_update();
+                let now = cell.status();
+                if done(&now.state) {
+                    return now;
+                }
+                if changed.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| WaitError::StateTimeout {
+                handler: handler.to_owned(),
+                timeout,
+                status: Box::new(cell.status()),
             })
     }
 

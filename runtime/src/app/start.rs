@@ -17,6 +17,7 @@ use crate::consume::{self, Binding, Env, Source};
 use crate::error::Result;
 use crate::publish::Bus;
 use crate::retry::RetryPolicy;
+use crate::status::StateCell;
 use crate::telemetry::Counters;
 use crate::topology::DeliverPolicy;
 use crate::topology::{self, ConsumerDecl, Declared, StreamDecl};
@@ -214,6 +215,7 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
     let mut tasks = JoinSet::new();
     let mut loops = HashMap::new();
     let mut stats = BTreeMap::new();
+    let mut states = BTreeMap::new();
     let mut listening = Vec::new();
     for h in app.handlers {
         let o = *h.options();
@@ -251,6 +253,8 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
         };
         let counters = Arc::new(Counters::default());
         stats.insert(o.name, counters.clone());
+        let state = Arc::new(StateCell::new(o.name, source.name()));
+        states.insert(o.name, state.clone());
         let binding = Arc::new(Binding {
             handler: o.name,
             group,
@@ -263,6 +267,7 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
             dead_letter,
             retry: RetryPolicy::new(&o),
             stats: counters,
+            state,
         });
         let source = binding.source.name();
         tracing::info!(handler = o.name, source = %source, concurrency = binding.concurrency, prefetch = binding.prefetch, ordered = binding.ordered, "handler started");
@@ -289,5 +294,7 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
             tracing::warn!(handler, timeout = ?LISTEN_TIMEOUT, "the handler is not listening yet; notifications sent before it is are not heard by it");
         }
     }
-    Ok(AppHandle::new(bus, stop, tasks, loops, stats, env.grace))
+    Ok(AppHandle::new(
+        bus, stop, tasks, loops, stats, states, env.grace,
+    ))
 }

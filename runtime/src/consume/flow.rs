@@ -22,6 +22,7 @@ use super::worker::Shared;
 use super::{Binding, Env, Source};
 use crate::error::{ConsumerError, ConsumerErrorKind, Error};
 use crate::handler::BoxFuture;
+use crate::status::LoopState;
 use crate::topology::TopologyPolicy;
 use crate::transport::{
     Acker, ConsumerStatus, Inbound, Lost, Message, Settle, Subscription, Transport,
@@ -52,6 +53,8 @@ pub(super) struct Flow<'a, T: Transport> {
     failures: u32,
     /// Told when the first subscription is open.
     ready: Option<oneshot::Sender<()>>,
+    /// The loop's state says receiving (saves a state update per message).
+    receiving: bool,
 }
 
 impl<'a, T: Transport> Flow<'a, T> {
@@ -81,6 +84,7 @@ impl<'a, T: Transport> Flow<'a, T> {
             granted: 0,
             failures: 0,
             ready: Some(ready),
+            receiving: false,
         }
     }
 
@@ -142,6 +146,10 @@ impl<'a, T: Transport> Flow<'a, T> {
                 inbound = next(&mut self.sub) => match inbound {
                     Inbound::Message(m) => {
                         self.deliver(m).await;
+                        None
+                    }
+                    Inbound::Alive => {
+                        self.mark_receiving();
                         None
                     }
                     Inbound::Lost(lost) => Some(lost),
@@ -210,7 +218,25 @@ impl<'a, T: Transport> Flow<'a, T> {
         }
     }
 
+    /// The subscription is served: the loop is receiving.
+    fn mark_receiving(&mut self) {
+        if !self.receiving {
+            self.receiving = true;
+            self.binding.state.set(LoopState::Receiving);
+        }
+    }
+
+    /// The loop is recovering, because of `reason`.
+    fn mark_recovering(&mut self, reason: String) {
+        self.receiving = false;
+        let attempt = self.failures.max(1);
+        self.binding
+            .state
+            .set(LoopState::Recovering { reason, attempt });
+    }
+
     async fn deliver(&mut self, m: Message<T::Acker>) {
+        self.mark_receiving();
         self.failures = 0;
         self.granted = self.granted.saturating_sub(1);
         let waiting = self.buffer.len() + self.lanes.held();
@@ -248,6 +274,9 @@ impl<'a, T: Transport> Flow<'a, T> {
         };
         match opened {
             Ok(sub) => {
+                if !sub.confirms_alive() {
+                    self.mark_receiving();
+                }
                 self.sub = Some(sub);
                 if let Some(ready) = self.ready.take() {
                     let _ = ready.send(());
@@ -255,6 +284,7 @@ impl<'a, T: Transport> Flow<'a, T> {
             }
             Err(e) => {
                 tracing::warn!(handler = self.binding.handler, source = %self.binding.source.name(), error = %e, "cannot subscribe; will retry");
+                self.mark_recovering(format!("cannot subscribe: {e}"));
             }
         }
     }
@@ -295,6 +325,7 @@ impl<'a, T: Transport> Flow<'a, T> {
         }
         self.unsubscribe().await;
         self.failures += 1;
+        self.mark_recovering(lost.to_string());
         if let Source::Durable(decl) = &b.source {
             tracing::warn!(handler = b.handler, consumer = %decl.durable, stream = %decl.stream, "{lost}; checking the consumer");
             let status = alongside(

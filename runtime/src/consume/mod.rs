@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::handler::Extensions;
 use crate::publish::Bus;
 use crate::retry::RetryPolicy;
+use crate::status::{LoopState, StateCell};
 use crate::telemetry::Counters;
 use crate::topology::{ConsumerDecl, Declared, TopologyPolicy};
 use crate::transport::{Capabilities, Transport};
@@ -71,6 +72,8 @@ pub(crate) struct Binding {
     pub(crate) dead_letter: bool,
     pub(crate) retry: RetryPolicy,
     pub(crate) stats: Arc<Counters>,
+    /// What the loop is doing now, for the app's status.
+    pub(crate) state: Arc<StateCell>,
 }
 
 /// What all loops of one app share.
@@ -117,7 +120,14 @@ pub(crate) async fn run<T: Transport>(
     });
     let mut flow = flow::Flow::new(&transport, &env, &binding, shared.clone(), ready);
     let result = flow.run_until(&stop).await;
+    binding.state.set(LoopState::Stopping);
     let unsettled = drain::drain(&mut flow, &shared, &transport, env.grace).await;
+    binding.state.set(match &result {
+        Ok(()) => LoopState::Stopped,
+        Err(e) => LoopState::Failed {
+            error: e.to_string(),
+        },
+    });
     result?;
     Ok(unsettled.into_result(&shared)?)
 }

@@ -183,6 +183,12 @@ pub trait Acker: Clone + Send + Sync + 'static {
 pub enum Inbound<A> {
     /// A message for the handler (one credit used).
     Message(Message<A>),
+    /// The broker showed that it serves the subscription (a heartbeat, an
+    /// expired pull request, an empty blocking read); no credit used. Only
+    /// a subscription that [confirms its liveness](super::Subscription::confirms_alive)
+    /// yields it: the runtime reports its loop as receiving only after
+    /// this or a message.
+    Alive,
     /// The subscription cannot go on; every credit it held is void. The
     /// runtime checks the consumer, repairs it by policy, backs off and
     /// subscribes again.

@@ -205,4 +205,12 @@ pub trait Subscription: Send + 'static {
     /// Stops receiving and gives back (for immediate redelivery) whatever is
     /// already on its way; bounded in time. Returns how many were given back.
     fn close(self) -> impl Future<Output = usize> + Send;
+
+    /// `true` when the broker proves the subscription is served (it yields
+    /// [`Inbound::Alive`] on heartbeats or empty reads): the runtime
+    /// reports the loop as receiving only once it has that proof or a
+    /// message. `false` (the default): opening it is the proof.
+    fn confirms_alive(&self) -> bool {
+        false
+    }
 }

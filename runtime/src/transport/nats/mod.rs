@@ -347,4 +347,10 @@ impl Subscription for NatsSubscription {
             Kind::Core(c) => c.close().await,
         }
     }
+
+    /// A pull consumer's heartbeats prove it is served; a core
+    /// subscription has none.
+    fn confirms_alive(&self) -> bool {
+        matches!(self.0, Kind::Pull(_))
+    }
 }

@@ -155,12 +155,16 @@ impl PullSubscription {
                     self.requested = self.requested.saturating_sub(1);
                     return Inbound::Message(*m);
                 }
-                Arrival::Heartbeat => self.last_activity = Instant::now(),
+                Arrival::Heartbeat => {
+                    self.last_activity = Instant::now();
+                    return Inbound::Alive;
+                }
                 Arrival::RequestEnded(Some(n)) => {
                     self.last_activity = Instant::now();
                     let n = n.min(self.requested);
                     self.requested -= n;
                     self.unrequested += n;
+                    return Inbound::Alive;
                 }
                 Arrival::RequestEnded(None) => self.reset("a pull request ended without a count"),
                 Arrival::Reset(why) => self.reset(&why),

@@ -313,6 +313,11 @@ async fn deliver(
 impl Subscription for RedisSubscription {
     type Acker = RedisAcker;
 
+    /// Every blocking read is answered, with entries or empty.
+    fn confirms_alive(&self) -> bool {
+        true
+    }
+
     fn grant(&mut self, credits: usize) {
         self.credits += credits;
     }
@@ -341,6 +346,10 @@ impl Subscription for RedisSubscription {
                 Ok(batch) => {
                     if batch.next_due_ms.is_some() {
                         self.next_due_ms = batch.next_due_ms;
+                    }
+                    if batch.messages.is_empty() {
+                        // the server answered: the group is served
+                        return Inbound::Alive;
                     }
                     self.ready.extend(batch.messages);
                 }

@@ -1,0 +1,146 @@
+//! What each consume loop is doing now: its [`LoopState`], with a tracing
+//! event on every change. Read it with
+//! [`AppHandle::status`](crate::AppHandle::status); wait for one with
+//! [`AppHandle::wait_status`](crate::AppHandle::wait_status). A health
+//! endpoint reads the same thing.
+
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+/// The state of one handler's consume loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoopState {
+    /// Opening its first subscription.
+    Starting,
+    /// Subscribed: receiving and handling messages.
+    Receiving,
+    /// The subscription was lost (`reason`); the loop is checking the
+    /// consumer, repairing what the policy allows and subscribing again,
+    /// with a capped backoff from the second attempt in a row. Handlers
+    /// already running keep running.
+    Recovering {
+        /// Why the subscription was lost, or why the last attempt failed.
+        reason: String,
+        /// Attempts since the last message arrived.
+        attempt: u32,
+    },
+    /// Stopping: no more messages are received; running handlers finish
+    /// within the grace period.
+    Stopping,
+    /// Stopped gracefully.
+    Stopped,
+    /// Stopped by an error it cannot recover from (the app's
+    /// [`AppHandle::wait_failure`](crate::AppHandle::wait_failure) returns it).
+    Failed {
+        /// The error, as its message.
+        error: String,
+    },
+}
+
+impl LoopState {
+    /// `true` while messages can arrive: [`LoopState::Receiving`].
+    pub fn is_receiving(&self) -> bool {
+        matches!(self, LoopState::Receiving)
+    }
+
+    /// A short name for logs and metrics labels: `starting`, `receiving`,
+    /// `recovering`, `stopping`, `stopped`, `failed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LoopState::Starting => "starting",
+            LoopState::Receiving => "receiving",
+            LoopState::Recovering { .. } => "recovering",
+            LoopState::Stopping => "stopping",
+            LoopState::Stopped => "stopped",
+            LoopState::Failed { .. } => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for LoopState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoopState::Recovering { reason, attempt } => {
+                write!(f, "recovering (attempt {attempt}): {reason}")
+            }
+            LoopState::Failed { error } => write!(f, "failed: {error}"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// One handler's loop as [`AppHandle::status`](crate::AppHandle::status) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerStatus {
+    /// The handler (its fn name).
+    pub handler: &'static str,
+    /// What it consumes: `STREAM/durable`, or notifications on a subject.
+    pub source: String,
+    /// What its loop does now.
+    pub state: LoopState,
+    /// When it entered that state.
+    pub since: SystemTime,
+}
+
+/// The live state of one loop: set by the loop, read by the app.
+#[derive(Debug)]
+pub(crate) struct StateCell {
+    handler: &'static str,
+    source: String,
+    tx: watch::Sender<(LoopState, SystemTime)>,
+}
+
+impl StateCell {
+    pub(crate) fn new(handler: &'static str, source: String) -> StateCell {
+        StateCell {
+            handler,
+            source,
+            tx: watch::channel((LoopState::Starting, SystemTime::now())).0,
+        }
+    }
+
+    /// Moves to `state`, with a tracing event, unless it is already there
+    /// (a recovery's reason and attempt count as a change).
+    pub(crate) fn set(&self, state: LoopState) {
+        let changed = self.tx.send_if_modified(|(now, since)| {
+            if *now == state {
+                return false;
+            }
+            *now = state.clone();
+            *since = SystemTime::now();
+            true
+        });
+        if !changed {
+            return;
+        }
+        let (handler, source) = (self.handler, &self.source);
+        match &state {
+            LoopState::Recovering { reason, attempt } => {
+                tracing::warn!(handler, %source, state = "recovering", attempt, %reason, "consume loop recovering");
+            }
+            LoopState::Failed { error } => {
+                tracing::error!(handler, %source, state = "failed", %error, "consume loop failed");
+            }
+            other => {
+                tracing::info!(handler, %source, state = other.name(), "consume loop {}", other.name())
+            }
+        }
+    }
+
+    pub(crate) fn status(&self) -> HandlerStatus {
+        let (state, since) = self.tx.borrow().clone();
+        HandlerStatus {
+            handler: self.handler,
+            source: self.source.clone(),
+            state,
+            since,
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<(LoopState, SystemTime)> {
+        self.tx.subscribe()
+    }
+}
