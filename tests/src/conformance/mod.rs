@@ -13,6 +13,7 @@ mod expiry;
 mod groups;
 mod lanes;
 mod lifecycle;
+mod limits;
 mod notifications;
 mod payload;
 mod prefetch;
@@ -22,6 +23,7 @@ pub use expiry::*;
 pub use groups::*;
 pub use lanes::*;
 pub use lifecycle::*;
+pub use limits::*;
 pub use notifications::*;
 
 pub use payload::*;
@@ -238,40 +240,51 @@ pub fn job(key: impl Into<String>) -> Job {
 
 impl Broker {
     /// Makes the DLQ refuse new records (`true`) as a full stream does, or
-    /// accept them again (`false`). On NATS and the embedded broker the
-    /// DLQ stream is limited to one message (a filler on `dlq.filler.x`)
-    /// with `discard = new`; on Redis its key holds a string, so `XADD`
-    /// fails with `WRONGTYPE`. The app must have declared the DLQ.
+    /// accept them again (`false`); see [`Broker::refuse_writes`]. The app
+    /// must have declared the DLQ.
     pub async fn refuse_dead_letters(&self, refuse: bool) {
+        self.refuse_writes(jetflow::dlq::STREAM, "dlq.filler.x", refuse)
+            .await;
+    }
+
+    /// Makes `stream` refuse new messages (`true`), or accept them again.
+    /// On NATS and the embedded broker it is limited to one message (a
+    /// filler published on `filler`, a subject of the stream no handler
+    /// reads) with `discard = new`, as a full stream is; on Redis its key
+    /// holds a string, so `XADD` fails with `WRONGTYPE` (and its messages
+    /// are dropped).
+    pub async fn refuse_writes(&self, stream: &str, filler: &str, refuse: bool) {
         use async_nats::jetstream::stream::DiscardPolicy;
-        let dlq = jetflow::dlq::STREAM;
         match self.kind {
             Kind::Nats => {
                 let client = async_nats::connect(&self.url).await.expect("connects");
                 let js = async_nats::jetstream::new(client);
-                let mut stream = js.get_stream(dlq).await.expect("the DLQ is declared");
-                let mut config = stream.info().await.expect("DLQ info").config.clone();
-                if refuse && stream.info().await.expect("DLQ info").state.messages == 0 {
-                    js.publish("dlq.filler.x", "filler".into())
+                let mut handle = js.get_stream(stream).await.expect("the stream is declared");
+                let info = handle.info().await.expect("stream info").clone();
+                if refuse && info.state.messages == 0 {
+                    js.publish(filler.to_owned(), "filler".into())
                         .await
                         .expect("filler sent")
                         .await
                         .expect("filler stored");
                 }
+                let mut config = info.config;
                 config.max_messages = if refuse { 1 } else { -1 };
                 config.discard = DiscardPolicy::New;
-                js.update_stream(config).await.expect("DLQ limits updated");
+                js.update_stream(config)
+                    .await
+                    .expect("stream limits updated");
             }
             Kind::Memory => {
                 let broker = self.memory();
                 if refuse {
-                    broker.limit_stream(dlq, 0, false);
+                    broker.limit_stream(stream, 0, false);
                     jetflow::Bus::on(broker.clone(), "filler")
-                        .publish_raw("dlq.filler.x", jetflow::Headers::new(), "filler".into())
+                        .publish_raw(filler, jetflow::Headers::new(), "filler".into())
                         .await
                         .expect("filler stored");
                 }
-                assert!(broker.limit_stream(dlq, u64::from(refuse), refuse));
+                assert!(broker.limit_stream(stream, u64::from(refuse), refuse));
             }
             Kind::Redis => {
                 let client = redis::Client::open(self.url.as_str()).expect("redis URL");
@@ -279,7 +292,7 @@ impl Broker {
                     .get_multiplexed_async_connection()
                     .await
                     .expect("connects");
-                let key = format!("jetflow:{{{dlq}}}:messages");
+                let key = format!("jetflow:{{{stream}}}:messages");
                 let _: () = redis::cmd("DEL")
                     .arg(&key)
                     .query_async(&mut conn)
