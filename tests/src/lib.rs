@@ -236,33 +236,4 @@ pub async fn consumer_info(
         .expect("consumer exists")
 }
 
-/// The service that `tests/tests/sigterm.rs` runs as a child process
-/// (`src/bin/sigterm-service.rs`), so that a real SIGTERM reaches
-/// [`App::run`](jetflow::App::run).
-pub mod sigterm {
-    use std::time::Duration;
-
-    use jetflow::prelude::*;
-
-    /// A job of the SIGTERM test, keyed by `key`.
-    #[event(version = "v1", id = key)]
-    pub struct Chore {
-        /// Business key.
-        pub key: String,
-    }
-
-    /// Takes 300 ms, then prints `handled {key} {stream sequence} {delivery}`
-    /// on stdout, one line per handled delivery. The ack wait is far longer
-    /// than any test waits, so only a nak brings a message back in time.
-    #[handler(group = "sigterm", concurrency = 4, ack_wait = "10m")]
-    pub async fn slow_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        println!(
-            "handled {} {} {}",
-            c.key,
-            ctx.stream_sequence(),
-            ctx.delivered()
-        );
-        Ok(())
-    }
-}
+pub mod service;

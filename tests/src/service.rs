@@ -1,0 +1,188 @@
+//! A jetflow service as a child process (`src/bin/chore-service.rs`,
+//! `App::run` on `NATS_URL`), so that tests send it real signals: SIGTERM
+//! for a graceful stop, SIGKILL for a crash mid-handler. Its handlers
+//! print one line per step on stdout, which [`Service`] collects.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jetflow::prelude::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::{WAIT, eventually};
+
+/// A job of the child-process tests, keyed by `key`.
+#[event(version = "v1", id = key)]
+pub struct Chore {
+    /// Business key.
+    pub key: String,
+}
+
+/// Takes 300 ms, then prints `handled {key} {stream sequence} {delivery}`.
+/// The ack wait is far longer than any test waits, so only a nak brings a
+/// message back in time.
+#[handler(group = "sigterm", concurrency = 4, ack_wait = "10m")]
+pub async fn slow_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!(
+        "handled {} {} {}",
+        c.key,
+        ctx.stream_sequence(),
+        ctx.delivered()
+    );
+    Ok(())
+}
+
+/// Prints `started ...`, takes 300 ms, then prints `handled ...` (key,
+/// stream sequence, delivery). A 2 s ack wait, so what a killed replica
+/// held comes back to another one quickly.
+#[handler(group = "sigkill", concurrency = 4, ack_wait = "2s")]
+pub async fn brief_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
+    let line = format!("{} {} {}", c.key, ctx.stream_sequence(), ctx.delivered());
+    println!("started {line}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("handled {line}");
+    Ok(())
+}
+
+/// Which handler the child runs (`JETFLOW_TEST_HANDLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chores {
+    /// [`slow_chore`], group `sigterm`.
+    Slow,
+    /// [`brief_chore`], group `sigkill`.
+    Brief,
+}
+
+impl Chores {
+    /// The value of `JETFLOW_TEST_HANDLER` that selects it.
+    pub fn env(self) -> &'static str {
+        match self {
+            Chores::Slow => "slow",
+            Chores::Brief => "brief",
+        }
+    }
+}
+
+/// One step a child printed: `started` or `handled`, with the delivery.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Step {
+    /// Stream sequence.
+    pub seq: u64,
+    /// Business key.
+    pub key: String,
+    /// Delivery count.
+    pub delivered: u64,
+}
+
+#[derive(Debug, Default)]
+struct Printed {
+    started: Vec<Step>,
+    handled: Vec<Step>,
+}
+
+/// The service as a child process, and what it printed so far.
+pub struct Service {
+    child: Child,
+    printed: Arc<Mutex<Printed>>,
+}
+
+impl Service {
+    /// Starts the child `binary` (a test's
+    /// `env!("CARGO_BIN_EXE_chore-service")`) on `url`, running `chores`.
+    pub fn spawn(binary: &str, url: &str, chores: Chores) -> Service {
+        let mut child = Command::new(binary)
+            .env("NATS_URL", url)
+            .env("JETFLOW_TEST_HANDLER", chores.env())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the chore-service binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let printed = Arc::new(Mutex::new(Printed::default()));
+        let sink = printed.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                if let [what @ ("started" | "handled"), key, seq, delivered] = parts[..] {
+                    let step = Step {
+                        seq: seq.parse().expect("seq"),
+                        key: key.to_owned(),
+                        delivered: delivered.parse().expect("delivered"),
+                    };
+                    let mut p = sink.lock().expect("lock");
+                    if what == "started" {
+                        p.started.push(step);
+                    } else {
+                        p.handled.push(step);
+                    }
+                }
+            }
+        });
+        Service { child, printed }
+    }
+
+    /// Deliveries it finished handling, in the order printed.
+    pub fn handled(&self) -> Vec<Step> {
+        self.printed.lock().expect("lock").handled.clone()
+    }
+
+    /// Deliveries it started handling ([`brief_chore`] only).
+    pub fn started(&self) -> Vec<Step> {
+        self.printed.lock().expect("lock").started.clone()
+    }
+
+    /// Waits (at most [`WAIT`]) until it has handled `n` deliveries.
+    pub async fn wait_handled(&self, n: usize) {
+        eventually(WAIT, &format!("{n} handled by the child"), || async {
+            (self.handled().len() >= n).then_some(())
+        })
+        .await;
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns what it
+    /// handled.
+    pub async fn terminate(mut self) -> Vec<Step> {
+        self.signal("TERM").await;
+        let exit = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("the service exits within the bound after SIGTERM")
+            .expect("wait for the service");
+        assert!(exit.success(), "graceful stop exits 0, got {exit}");
+        self.drained().await;
+        self.handled()
+    }
+
+    /// Sends SIGKILL (a crash: nothing is settled) and waits for the exit;
+    /// returns what it started and what it handled.
+    pub async fn kill(mut self) -> (Vec<Step>, Vec<Step>) {
+        self.signal("KILL").await;
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("a killed service exits")
+            .expect("wait for the service");
+        self.drained().await;
+        (self.started(), self.handled())
+    }
+
+    async fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("child running").to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {pid} failed");
+    }
+
+    /// The reader task has seen everything once stdout closed.
+    async fn drained(&self) {
+        eventually(WAIT, "stdout closed", || async {
+            (Arc::strong_count(&self.printed) == 1).then_some(())
+        })
+        .await;
+    }
+}
