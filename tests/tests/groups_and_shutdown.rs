@@ -194,3 +194,47 @@ async fn stop_while_the_server_is_unreachable_returns_within_the_grace_period() 
         .await;
     again.stop().await.unwrap();
 }
+
+/// A server gone for longer than `give_up_after`: the loop fails with
+/// `Unreachable` (so `App::run` exits non-zero) instead of staying idle
+/// and "healthy"; its status says failed.
+#[tokio::test]
+async fn server_gone_longer_than_give_up_after_fails_the_loop() {
+    let mut server = server().await;
+    let ledger = Ledger::default();
+    let mut app = App::new("t")
+        .url(server.url())
+        .state(ledger.clone())
+        .handler(unhurried)
+        .pull_timing(Duration::from_secs(5), Duration::from_secs(1))
+        .give_up_after(Duration::from_secs(2))
+        .shutdown_grace(Duration::from_secs(2))
+        .start()
+        .await
+        .unwrap();
+    app.wait_status("unhurried", WAIT, jetflow::LoopState::is_receiving)
+        .await
+        .unwrap();
+    server.kill().await.unwrap();
+    let failed = tokio::time::timeout(WAIT, app.wait_failure())
+        .await
+        .expect("the loop gives up by itself")
+        .expect_err("an unreachable server fails the loop");
+    let status = app.status();
+    let _ = app.stop().await;
+    match failed {
+        jetflow::Error::Consumer(e) => {
+            assert_eq!(
+                e.kind(),
+                jetflow::error::ConsumerErrorKind::Unreachable,
+                "{e}"
+            );
+            assert!(e.to_string().contains("give_up_after"), "{e}");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    assert!(
+        matches!(status[0].state, jetflow::LoopState::Failed { .. }),
+        "{status:?}"
+    );
+}

@@ -44,6 +44,7 @@ pub struct App {
     pub(super) streams: StreamSettings,
     pub(super) grace: Duration,
     pub(super) prefetch_bytes: usize,
+    pub(super) give_up_after: Option<Duration>,
     pub(super) pull: PullTiming,
     pub(super) publishes: Vec<EventInfo>,
 }
@@ -82,6 +83,7 @@ impl App {
             streams: StreamSettings::default(),
             grace: Duration::from_secs(30),
             prefetch_bytes: DEFAULT_PREFETCH_BYTES,
+            give_up_after: None,
             pull: PullTiming::default(),
             publishes: Vec::new(),
         }
@@ -148,6 +150,27 @@ impl App {
     /// How long in-flight handlers may run after a stop is requested (30s by default).
     pub fn shutdown_grace(mut self, grace: Duration) -> App {
         self.grace = grace;
+        self
+    }
+
+    /// How long a consume loop may go on recovering (the broker unreachable,
+    /// its consumer unavailable) before it fails with
+    /// [`ConsumerErrorKind::Unreachable`](crate::error::ConsumerErrorKind::Unreachable):
+    /// [`App::run`] then stops and returns the error, so the process exits
+    /// non-zero and its orchestrator restarts or reschedules it. By default
+    /// a loop never gives up: it keeps retrying with a capped backoff and
+    /// reports `recovering` in [`AppHandle::status`](crate::AppHandle::status).
+    /// The limit is checked at each recovery attempt, so the loop fails at
+    /// the first attempt past it (detecting a dead server and asking for
+    /// the consumer take a few seconds each). A notification handler
+    /// (core NATS) never gives up: its subscription survives reconnects.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let app = jetflow::App::new("orders").give_up_after(Duration::from_secs(300));
+    /// ```
+    pub fn give_up_after(mut self, limit: Duration) -> App {
+        self.give_up_after = Some(limit);
         self
     }
 

@@ -135,6 +135,9 @@ pub enum ConsumerErrorKind {
     Incompatible,
     /// The loop panicked or was cancelled.
     Crashed,
+    /// The loop could not reach its consumer for longer than
+    /// [`App::give_up_after`](crate::App::give_up_after) allows.
+    Unreachable,
     /// The stop could not settle every message within the grace period
     /// (the broker was away or slow): they are delivered again after their
     /// `ack_wait`.

@@ -209,6 +209,7 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
         policy: app.policy,
         declared,
         grace: app.grace,
+        give_up_after: app.give_up_after,
         prefetch_bytes: app.prefetch_bytes,
     };
     let stop = CancellationToken::new();

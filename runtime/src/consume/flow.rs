@@ -55,6 +55,8 @@ pub(super) struct Flow<'a, T: Transport> {
     ready: Option<oneshot::Sender<()>>,
     /// The loop's state says receiving (saves a state update per message).
     receiving: bool,
+    /// When the recoveries under way began (`None` while receiving).
+    recovering_since: Option<Instant>,
 }
 
 impl<'a, T: Transport> Flow<'a, T> {
@@ -85,6 +87,7 @@ impl<'a, T: Transport> Flow<'a, T> {
             failures: 0,
             ready: Some(ready),
             receiving: false,
+            recovering_since: None,
         }
     }
 
@@ -222,6 +225,7 @@ impl<'a, T: Transport> Flow<'a, T> {
     fn mark_receiving(&mut self) {
         if !self.receiving {
             self.receiving = true;
+            self.recovering_since = None;
             self.binding.state.set(LoopState::Receiving);
         }
     }
@@ -229,6 +233,7 @@ impl<'a, T: Transport> Flow<'a, T> {
     /// The loop is recovering, because of `reason`.
     fn mark_recovering(&mut self, reason: String) {
         self.receiving = false;
+        self.recovering_since.get_or_insert_with(Instant::now);
         let attempt = self.failures.max(1);
         self.binding
             .state
@@ -326,6 +331,18 @@ impl<'a, T: Transport> Flow<'a, T> {
         self.unsubscribe().await;
         self.failures += 1;
         self.mark_recovering(lost.to_string());
+        if let (Some(limit), Some(since)) = (self.env.give_up_after, self.recovering_since)
+            && since.elapsed() >= limit
+        {
+            let reason = format!(
+                "could not reach its consumer for {:?}, longer than give_up_after ({limit:?}); \
+                 the last problem: {lost}. Check that the broker is up and reachable; the app \
+                 stops so that it can be restarted",
+                since.elapsed()
+            );
+            let kind = ConsumerErrorKind::Unreachable;
+            return Err(ConsumerError::new(b.handler, b.source.name(), kind, reason).into());
+        }
         if let Source::Durable(decl) = &b.source {
             tracing::warn!(handler = b.handler, consumer = %decl.durable, stream = %decl.stream, "{lost}; checking the consumer");
             let status = alongside(

@@ -85,6 +85,8 @@ pub(crate) struct Env {
     /// The app's streams, to recreate one that vanished.
     pub(crate) declared: Arc<Declared>,
     pub(crate) grace: Duration,
+    /// How long a loop may recover before it fails (`None`: never).
+    pub(crate) give_up_after: Option<Duration>,
     /// Payload bytes one loop keeps received ahead of its handler calls.
     pub(crate) prefetch_bytes: usize,
 }
