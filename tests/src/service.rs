@@ -47,6 +47,27 @@ pub async fn brief_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// Provisions the stream and durable of `handler` on `url` with an app
+/// like the child's, then fills the stream with `n` chores
+/// (`chore-0`, ...) while nobody consumes.
+pub async fn provision_and_fill<H: Handler>(url: &str, handler: H, n: u64) {
+    let provision = App::new("chore-service")
+        .url(url)
+        .handler(handler)
+        .start()
+        .await
+        .expect("provisioning app starts");
+    let bus = provision.bus().clone();
+    provision.stop().await.expect("provisioning app stops");
+    for i in 0..n {
+        bus.publish(&Chore {
+            key: format!("chore-{i}"),
+        })
+        .await
+        .expect("chore published");
+    }
+}
+
 /// Which handler the child runs (`JETFLOW_TEST_HANDLER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chores {

@@ -6,8 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jetflow::prelude::*;
-use jetflow_tests::service::{Chore, Chores, Service, Step, brief_chore};
+use jetflow_tests::service::{Chores, Service, Step, brief_chore, provision_and_fill};
 use jetflow_tests::{WAIT, eventually, server};
 
 const N: u64 = 40;
@@ -16,22 +15,7 @@ const CHILD: &str = env!("CARGO_BIN_EXE_chore-service");
 #[tokio::test]
 async fn sigkill_mid_handler_the_other_replica_gets_its_messages_after_ack_wait() {
     let server = server().await;
-    // Provision, then fill the stream while nobody consumes.
-    let provision = App::new("chore-service")
-        .url(server.url())
-        .handler(brief_chore)
-        .start()
-        .await
-        .unwrap();
-    let bus = provision.bus().clone();
-    provision.stop().await.unwrap();
-    for i in 0..N {
-        bus.publish(&Chore {
-            key: format!("chore-{i}"),
-        })
-        .await
-        .unwrap();
-    }
+    provision_and_fill(&server.url(), brief_chore, N).await;
 
     let doomed = Service::spawn(CHILD, &server.url(), Chores::Brief);
     doomed.wait_handled(4).await;

@@ -4,8 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use jetflow::prelude::*;
-use jetflow_tests::service::{Chore, Chores, Service, slow_chore};
+use jetflow_tests::service::{Chores, Service, provision_and_fill, slow_chore};
 use jetflow_tests::{server, wait_ack_floor};
 
 const N: u64 = 40;
@@ -14,23 +13,7 @@ const CHILD: &str = env!("CARGO_BIN_EXE_chore-service");
 #[tokio::test]
 async fn sigterm_with_work_in_flight_finishes_it_naks_the_rest_and_loses_nothing() {
     let server = server().await;
-    // Provision the stream and the durable, then fill the stream while
-    // nobody consumes.
-    let provision = App::new("chore-service")
-        .url(server.url())
-        .handler(slow_chore)
-        .start()
-        .await
-        .unwrap();
-    let bus = provision.bus().clone();
-    provision.stop().await.unwrap();
-    for i in 0..N {
-        bus.publish(&Chore {
-            key: format!("chore-{i}"),
-        })
-        .await
-        .unwrap();
-    }
+    provision_and_fill(&server.url(), slow_chore, N).await;
 
     let first = Service::spawn(CHILD, &server.url(), Chores::Slow);
     first.wait_handled(6).await;

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -87,22 +88,13 @@ impl AppHandle {
                 known: self.stats.keys().map(|k| (*k).to_owned()).collect(),
             });
         };
-        let mut changed = counters.subscribe();
-        let wait = async {
-            loop {
-                changed.borrow_and_update();
-                let now = counters.snapshot();
-                if done(&now) {
-                    return now;
-                }
-                if changed.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
+        let check = || {
+            let now = counters.snapshot();
+            done(&now).then_some(now)
         };
-        tokio::time::timeout(timeout, wait)
+        wait_for(counters.subscribe(), timeout, check)
             .await
-            .map_err(|_| WaitError::Timeout {
+            .ok_or_else(|| WaitError::Timeout {
                 handler: handler.to_owned(),
                 timeout,
                 stats: counters.snapshot(),
@@ -147,22 +139,13 @@ impl AppHandle {
                 known: self.states.keys().map(|k| (*k).to_owned()).collect(),
             });
         };
-        let mut changed = cell.subscribe();
-        let wait = async {
-            loop {
-                changed.borrow_and_update();
-                let now = cell.status();
-                if done(&now.state) {
-                    return now;
-                }
-                if changed.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
+        let check = || {
+            let now = cell.status();
+            done(&now.state).then_some(now)
         };
-        tokio::time::timeout(timeout, wait)
+        wait_for(cell.subscribe(), timeout, check)
             .await
-            .map_err(|_| WaitError::StateTimeout {
+            .ok_or_else(|| WaitError::StateTimeout {
                 handler: handler.to_owned(),
                 timeout,
                 status: Box::new(cell.status()),
@@ -245,6 +228,27 @@ impl AppHandle {
         }
         first_error
     }
+}
+
+/// Waits until `check` returns a value, checking again on every change
+/// `changed` announces (no polling), at most `timeout`.
+async fn wait_for<W, T>(
+    mut changed: watch::Receiver<W>,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let wait = async {
+        loop {
+            changed.borrow_and_update();
+            if let Some(v) = check() {
+                return v;
+            }
+            if changed.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.ok()
 }
 
 impl AppHandle {

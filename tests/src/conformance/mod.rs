@@ -287,11 +287,7 @@ impl Broker {
                 assert!(broker.limit_stream(stream, u64::from(refuse), refuse));
             }
             Kind::Redis => {
-                let client = redis::Client::open(self.url.as_str()).expect("redis URL");
-                let mut conn = client
-                    .get_multiplexed_async_connection()
-                    .await
-                    .expect("connects");
+                let mut conn = self.redis_connection().await;
                 let key = format!("jetflow:{{{stream}}}:messages");
                 let _: () = redis::cmd("DEL")
                     .arg(&key)
@@ -312,6 +308,15 @@ impl Broker {
 }
 
 impl Broker {
+    /// A connection to the Redis server, for faults.
+    async fn redis_connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url.as_str())
+            .expect("redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connects")
+    }
+
     /// Deletes `stream` with its messages and consumers, as an operator's
     /// `nats stream rm` would (on Redis: its keys and its declaration).
     pub async fn delete_stream(&self, stream: &str) {
@@ -323,11 +328,7 @@ impl Broker {
             }
             Kind::Memory => assert!(self.memory().delete_stream(stream), "no stream {stream}"),
             Kind::Redis => {
-                let client = redis::Client::open(self.url.as_str()).expect("redis URL");
-                let mut conn = client
-                    .get_multiplexed_async_connection()
-                    .await
-                    .expect("connects");
+                let mut conn = self.redis_connection().await;
                 let keys: Vec<String> = redis::cmd("KEYS")
                     .arg(format!("jetflow:{{{stream}}}:*"))
                     .query_async(&mut conn)
