@@ -16,7 +16,8 @@ use crate::transport::{
     BoxError, DeliveryInfo, Inbound, Lost, Message, Outgoing, PublishErrorKind, PublishFailure,
 };
 
-/// How long a notification's flush may take before the publish is an error.
+/// How long a flush (a notification sent, a subscription opened) may take
+/// before it is an error.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Publishes and waits until the server has it (a flush): an error when
@@ -39,12 +40,18 @@ pub(super) async fn notify(
         .publish_with_headers(subject(message.subject), headers, message.payload)
         .await
         .map_err(|e| PublishFailure::Failed(PublishErrorKind::Connection, e.into()))?;
+    confirmed(client).await.map_err(disconnected)
+}
+
+/// A flush within [`FLUSH_TIMEOUT`]: the server has processed everything
+/// sent before it. `Err` says why not.
+async fn confirmed(client: &async_nats::Client) -> Result<(), String> {
     match tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(disconnected(format!("the flush failed: {e}"))),
-        Err(_) => Err(disconnected(format!(
+        Ok(Err(e)) => Err(format!("the flush failed: {e}")),
+        Err(_) => Err(format!(
             "the server did not confirm the flush within {FLUSH_TIMEOUT:?}"
-        ))),
+        )),
     }
 }
 
@@ -76,6 +83,12 @@ impl CoreSubscription {
             }
             None => client.subscribe(subject.to_owned()).await?,
         };
+        // `subscribe` returns once the SUB is queued; the round trip of a
+        // flush makes sure the server has it, so that a notification sent
+        // (on any connection) after this returns reaches this listener.
+        confirmed(client)
+            .await
+            .map_err(|why| format!("the server did not confirm the subscription: {why}"))?;
         Ok(CoreSubscription {
             client: client.clone(),
             sub,
