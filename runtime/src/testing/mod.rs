@@ -107,10 +107,12 @@ mod logs;
 mod nats;
 mod probe;
 mod process;
+mod proxy;
 mod redis;
 
 pub use error::TestingError;
 pub use nats::{NatsServer, NatsServerBuilder};
+pub use proxy::FaultProxy;
 pub use redis::{RedisServer, RedisServerBuilder};
 
 /// A `memory://` URL that names a broker no other call in this process
