@@ -111,7 +111,7 @@ mod proxy;
 mod redis;
 
 pub use error::TestingError;
-pub use nats::{NatsServer, NatsServerBuilder};
+pub use nats::{NatsCluster, NatsServer, NatsServerBuilder};
 pub use proxy::FaultProxy;
 pub use redis::{RedisServer, RedisServerBuilder};
 

@@ -59,6 +59,10 @@ impl Scheme {
 /// `url` without its secret (`redis://user:secret@host` -> `redis://user:***@host`,
 /// `nats://token@host` -> `nats://***@host`), for logs and errors.
 pub(crate) fn redact(url: &str) -> String {
+    url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+}
+
+fn redact_one(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -99,5 +103,9 @@ mod tests {
         );
         assert_eq!(redact("nats://h:4222"), "nats://h:4222");
         assert_eq!(redact("nats://t0ken@h:4222"), "nats://***@h:4222");
+        assert_eq!(
+            redact("nats://u:pw@a:4222,nats://u:pw@b:4222"),
+            "nats://u:***@a:4222,nats://u:***@b:4222"
+        );
     }
 }

@@ -13,11 +13,13 @@ use super::probe::{self, RESTART_PORT_TIMEOUT, RESTART_RETRY_INTERVAL, Readiness
 use super::process::{KillError, Process, SignalError};
 
 mod builder;
+mod cluster;
 mod info;
 #[cfg(test)]
 mod tests;
 
 pub use builder::NatsServerBuilder;
+pub use cluster::NatsCluster;
 
 /// The binary: `$JETFLOW_NATS_SERVER`, else `nats-server` on `PATH`.
 const NATS_SERVER: Program = Program {
@@ -331,6 +333,12 @@ impl NatsServer {
     /// ```
     pub async fn resume(&mut self) -> Result<(), TestingError> {
         self.process.resume().await.map_err(signal_error)
+    }
+
+    /// Its `server_name` (`jetflow-test-{port}`), as a cluster's leader
+    /// fields name it.
+    pub fn name(&self) -> String {
+        self.server_name()
     }
 
     fn server_name(&self) -> String {

@@ -81,7 +81,10 @@ async fn client(
             }
         }
     });
-    o.connect(options.url.as_str()).await.map_err(|e| {
+    // `nats://a:4222,nats://b:4222`: every server of a cluster (as natscli's
+    // NATS_URL takes them); the client also learns the others from the first
+    let servers: Vec<&str> = options.url.split(',').map(str::trim).collect();
+    o.connect(servers).await.map_err(|e| {
         ConnectError::new(
             &options.url,
             ConnectErrorKind::Unreachable,
