@@ -43,7 +43,10 @@ async fn fail_over(
     .await;
     eprintln!("cluster: {what}: node {i} killed, node {new} leads");
     cluster.restart(i).await.expect("node restarted");
-    cluster.wait_for_quorum().await.expect("the cluster is whole again");
+    cluster
+        .wait_for_quorum()
+        .await
+        .expect("the cluster is whole again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

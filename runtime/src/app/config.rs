@@ -21,6 +21,14 @@ pub struct ConnectOptions {
     pub url: String,
     /// Path of a NATS `.creds` file (JWT + nkey seed).
     pub creds: Option<PathBuf>,
+    /// Path of a file holding a NATS nkey seed (`SU...`), as natscli's
+    /// `NATS_NKEY`.
+    pub nkey: Option<PathBuf>,
+    /// PEM file of the CA that signed the server's certificate (TLS with a
+    /// private CA); setting it requires TLS.
+    pub ca: Option<PathBuf>,
+    /// PEM certificate and key files of the client, for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     user: Option<(String, String)>,
     token: Option<String>,
     /// Timeout of the initial connection.
@@ -32,6 +40,9 @@ impl fmt::Debug for ConnectOptions {
         f.debug_struct("ConnectOptions")
             .field("url", &crate::transport::select::redact(&self.url))
             .field("creds", &self.creds)
+            .field("nkey", &self.nkey)
+            .field("ca", &self.ca)
+            .field("client_cert", &self.client_cert)
             .field("user", &self.user.as_ref().map(|(u, _)| (u, "<redacted>")))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
@@ -50,6 +61,9 @@ impl ConnectOptions {
         ConnectOptions {
             url: url.into(),
             creds: None,
+            nkey: None,
+            ca: None,
+            client_cert: None,
             user: None,
             token: None,
             connect_timeout: Duration::from_secs(5),
@@ -58,8 +72,10 @@ impl ConnectOptions {
 
     /// Reads the URL from `JETFLOW_URL`, else `NATS_URL` (else
     /// `nats://127.0.0.1:4222`: a service never falls back to the embedded
-    /// broker by accident), and NATS credentials from `NATS_CREDS`,
-    /// `NATS_USER` + `NATS_PASSWORD` and `NATS_TOKEN`.
+    /// broker by accident), and NATS credentials and TLS files with
+    /// natscli's names: `NATS_CREDS`, `NATS_NKEY` (a seed file),
+    /// `NATS_USER` + `NATS_PASSWORD`, `NATS_TOKEN`, `NATS_CA`, and
+    /// `NATS_CERT` + `NATS_KEY`.
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let url = var("JETFLOW_URL")
@@ -71,6 +87,11 @@ impl ConnectOptions {
             o.user = Some((u, p));
         }
         o.token = var("NATS_TOKEN");
+        o.nkey = var("NATS_NKEY").map(PathBuf::from);
+        o.ca = var("NATS_CA").map(PathBuf::from);
+        if let (Some(c), Some(k)) = (var("NATS_CERT"), var("NATS_KEY")) {
+            o.client_cert = Some((c.into(), k.into()));
+        }
         o
     }
 
@@ -83,6 +104,26 @@ impl ConnectOptions {
     /// Authenticates with a token.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Authenticates with the nkey seed in the file at `path`.
+    pub fn nkey_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.nkey = Some(path.into());
+        self
+    }
+
+    /// Trusts the CA in the PEM file at `path` for the server's certificate
+    /// (and requires TLS).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca = Some(path.into());
+        self
+    }
+
+    /// Presents the client certificate and key in these PEM files (mutual
+    /// TLS; requires TLS).
+    pub fn client_cert_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_cert = Some((cert.into(), key.into()));
         self
     }
 

@@ -162,6 +162,11 @@ pub enum ConnectErrorKind {
     Credentials,
     /// The broker did not answer, or refused the connection.
     Unreachable,
+    /// The broker refused the credentials (user/password, token, nkey,
+    /// `.creds`).
+    Unauthorized,
+    /// The TLS handshake failed (unknown CA, no or wrong client certificate).
+    Tls,
 }
 
 impl ConnectError {

@@ -49,6 +49,28 @@ async fn client(
     if let Some(t) = options.token_value() {
         o = o.token(t.to_owned());
     }
+    if let Some(path) = &options.nkey {
+        let seed = std::fs::read_to_string(path).map_err(|e| {
+            ConnectError::new(
+                &options.url,
+                ConnectErrorKind::Credentials,
+                format!(
+                    "cannot read the nkey seed file {}; check NATS_NKEY and the file's permissions",
+                    path.display()
+                ),
+                Some(e.into()),
+            )
+        })?;
+        o = o.nkey(seed.trim().to_owned());
+    }
+    if let Some(ca) = &options.ca {
+        o = o.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &options.client_cert {
+        o = o
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
     let url = crate::transport::select::redact(&options.url);
     let first = Arc::new(AtomicBool::new(true));
     let reconnects = Arc::new(reconnects);
@@ -85,11 +107,38 @@ async fn client(
     // NATS_URL takes them); the client also learns the others from the first
     let servers: Vec<&str> = options.url.split(',').map(str::trim).collect();
     o.connect(servers).await.map_err(|e| {
-        ConnectError::new(
-            &options.url,
-            ConnectErrorKind::Unreachable,
-            format!("{e}; check NATS_URL / credentials and that the server is reachable"),
-            Some(e.into()),
-        )
+        use async_nats::ConnectErrorKind as K;
+        let (kind, hint) = match e.kind() {
+            K::AuthorizationViolation | K::Authentication => (
+                ConnectErrorKind::Unauthorized,
+                "the server refused the credentials; check NATS_USER/NATS_PASSWORD, NATS_TOKEN, \
+                 NATS_NKEY or NATS_CREDS (nothing is retried with wrong credentials)",
+            ),
+            // rustls' verdicts reach async-nats as I/O errors
+            K::Io if is_tls_failure(&e.to_string()) => (
+                ConnectErrorKind::Tls,
+                "the TLS handshake failed; check NATS_CA (the CA that signed the server's \
+                 certificate), NATS_CERT/NATS_KEY, and that the server speaks TLS",
+            ),
+            K::Tls => (
+                ConnectErrorKind::Tls,
+                "the TLS handshake failed; check NATS_CA (the CA that signed the server's \
+                 certificate), NATS_CERT/NATS_KEY, and that the server speaks TLS",
+            ),
+            _ => (
+                ConnectErrorKind::Unreachable,
+                "check NATS_URL and that the server is reachable",
+            ),
+        };
+        ConnectError::new(&options.url, kind, format!("{e}; {hint}"), Some(e.into()))
     })
+}
+
+/// An I/O error text that is a TLS verdict (an unknown CA, a bad
+/// signature, a refused client certificate).
+fn is_tls_failure(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    ["certificate", "handshake", "tls"]
+        .iter()
+        .any(|w| text.contains(w))
 }
