@@ -291,3 +291,94 @@ async fn tls_with_a_private_ca_and_mutual_tls_connect_and_a_wrong_ca_fails_fast(
     .expect("fails fast without a client certificate");
     assert!(without.is_err(), "connected without a client certificate");
 }
+
+#[handler(group = "ledger", dead_letter = true)]
+async fn book(l: Login, ctx: Context, State(ledger): State<Ledger>) -> Result<(), HandlerError> {
+    ledger.record(&l.key, &ctx);
+    Ok(())
+}
+
+/// The rights README.md documents for a bind-only consumer of durable
+/// `ledger--login` on stream `LOGIN` (with its DLQ).
+const CONSUMER_RIGHTS: &str = r#"
+    publish: [
+      "$JS.API.STREAM.INFO.LOGIN", "$JS.API.STREAM.INFO.DLQ",
+      "$JS.API.CONSUMER.INFO.LOGIN.ledger--login",
+      "$JS.API.CONSUMER.MSG.NEXT.LOGIN.ledger--login",
+      "$JS.ACK.LOGIN.ledger--login.>",
+      "dlq.ledger.>"
+    ]
+    subscribe: ["_INBOX.>"]
+"#;
+
+#[tokio::test]
+async fn a_consume_only_user_is_told_the_missing_right_and_runs_bind_only() {
+    let server = server_with(format!(
+        r#"authorization {{ users = [
+            {{ user: admin, password: "admin-pw" }}
+            {{ user: reader, password: "reader-pw", permissions: {{ {CONSUMER_RIGHTS} }} }}
+        ] }}"#
+    ))
+    .await;
+    let reader = || ConnectOptions::new(server.url()).user_password("reader", "reader-pw");
+    let ledger = Ledger::default();
+
+    // Nothing is provisioned yet: creating needs rights the reader lacks.
+    let denied = tokio::time::timeout(
+        WAIT,
+        App::new("t")
+            .connect_options(reader())
+            .state(ledger.clone())
+            .handler(book)
+            .start(),
+    )
+    .await
+    .expect("start-up ends")
+    .expect_err("the reader cannot create streams");
+    let text = denied.to_string();
+    assert!(
+        text.contains("$JS.API.STREAM.CREATE"),
+        "names the right: {text}"
+    );
+
+    // A deployment with create rights provisions; the reader binds.
+    let admin = App::new("t")
+        .connect_options(ConnectOptions::new(server.url()).user_password("admin", "admin-pw"))
+        .state(Ledger::default())
+        .handler(book)
+        .start()
+        .await
+        .expect("admin provisions");
+    let bound = App::new("t")
+        .connect_options(reader())
+        .state(ledger.clone())
+        .handler(book)
+        .topology_policy(jetflow::topology::TopologyPolicy::BindOnly)
+        .start()
+        .await
+        .expect("bind-only works with consume-only rights");
+    admin.stop().await.expect("admin stops");
+    let publisher = App::new("pub")
+        .connect_options(ConnectOptions::new(server.url()).user_password("admin", "admin-pw"))
+        .start()
+        .await
+        .expect("publisher");
+    publisher
+        .bus()
+        .publish(&Login { key: "bob".into() })
+        .await
+        .expect("publish");
+    bound
+        .wait_stats("book", WAIT, |s| s.acked >= 1)
+        .await
+        .expect("handled and acked with consume-only rights");
+    let state = publisher
+        .bus()
+        .consumer_state("LOGIN", "ledger--login")
+        .await
+        .expect("state");
+    bound.stop().await.expect("stops");
+    publisher.stop().await.expect("stops");
+    assert_eq!((state.ack_floor, state.num_ack_pending), (1, 0));
+    assert_eq!(ledger.of("bob").len(), 1);
+}
