@@ -372,13 +372,134 @@ async fn a_consume_only_user_is_told_the_missing_right_and_runs_bind_only() {
         .wait_stats("book", WAIT, |s| s.acked >= 1)
         .await
         .expect("handled and acked with consume-only rights");
-    let state = publisher
-        .bus()
-        .consumer_state("LOGIN", "ledger--login")
-        .await
-        .expect("state");
+    // the server applies acks asynchronously: wait for the floor
+    jetflow_tests::eventually(WAIT, "the ack reaches the server", || async {
+        let state = publisher
+            .bus()
+            .consumer_state("LOGIN", "ledger--login")
+            .await
+            .expect("state");
+        (state.ack_floor == 1 && state.num_ack_pending == 0).then_some(())
+    })
+    .await;
     bound.stop().await.expect("stops");
     publisher.stop().await.expect("stops");
-    assert_eq!((state.ack_floor, state.num_ack_pending), (1, 0));
     assert_eq!(ledger.of("bob").len(), 1);
+}
+
+/// `data` in unpadded base64url, as JWTs carry it.
+fn base64url(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// A NATS JWT for `subject` with `nats` claims, signed by `issuer`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    let header = base64url(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": format!("{name}-{}", subject.chars().take(12).collect::<String>()),
+        "iat": 1_700_000_000u64,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let signed = format!("{header}.{}", base64url(claims.to_string().as_bytes()));
+    let signature = issuer.sign(signed.as_bytes()).expect("sign");
+    format!("{signed}.{}", base64url(&signature))
+}
+
+/// A `.creds` file: the user's JWT and nkey seed.
+fn creds(dir: &Path, name: &str, user_jwt: &str, seed: &str) -> PathBuf {
+    write(
+        dir,
+        name,
+        &format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_creds_file_connects_under_an_operator_and_a_foreign_one_fails_fast() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let system = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        "op",
+        serde_json::json!({ "type": "operator", "version": 2 }),
+    );
+    let account_claims = serde_json::json!({
+        "type": "account", "version": 2,
+        "limits": {
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+            "wildcards": true, "conn": -1, "leaf": -1,
+            "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+        }
+    });
+    let account_jwt = jwt(&operator, &account.public_key(), "app", account_claims);
+    let system_jwt = jwt(
+        &operator,
+        &system.public_key(),
+        "sys",
+        serde_json::json!({ "type": "account", "version": 2 }),
+    );
+    let user_claims = serde_json::json!({
+        "type": "user", "version": 2, "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1
+    });
+    let user_jwt = jwt(&account, &user.public_key(), "svc", user_claims.clone());
+    let seed = user.seed().expect("seed");
+    let good = creds(dir.path(), "svc.creds", &user_jwt, &seed);
+    // the same user, vouched for by an account the operator never signed
+    let stranger = nkeys::KeyPair::new_account();
+    let foreign_jwt = jwt(&stranger, &user.public_key(), "svc", user_claims);
+    let foreign = creds(dir.path(), "foreign.creds", &foreign_jwt, &seed);
+
+    let server = server_with(format!(
+        r#"operator: "{operator_jwt}"
+        system_account: "{sys}"
+        resolver: MEMORY
+        resolver_preload: {{
+            "{acc}": "{account_jwt}"
+            "{sys}": "{system_jwt}"
+        }}"#,
+        acc = account.public_key(),
+        sys = system.public_key(),
+    ))
+    .await;
+    basics(ConnectOptions::new(server.url()).creds(&good)).await;
+    refused(
+        ConnectOptions::new(server.url()).creds(&foreign),
+        ConnectErrorKind::Unauthorized,
+        &seed,
+    )
+    .await;
+    assert!(
+        violations(&server) <= 1,
+        "no reconnect storm: {} refusals",
+        violations(&server)
+    );
+    let missing = refused(
+        ConnectOptions::new(server.url()).creds(dir.path().join("absent.creds")),
+        ConnectErrorKind::Credentials,
+        &seed,
+    )
+    .await;
+    assert!(missing.contains("NATS_CREDS"), "{missing}");
+    assert_never_logged(&seed);
 }
