@@ -98,10 +98,11 @@ async fn r3_stream_survives_killing_the_consumer_leader_then_the_stream_leader()
         .wait_until(WAIT, "consumption under way", |e| e.len() >= 200)
         .await;
 
-    let consumer = cluster
-        .consumer_leader("VOTE", "tally--vote")
-        .await
-        .expect("the consumer has a leader");
+    // leaders move while a restarted node catches up: ask until one answers
+    let consumer = eventually(WAIT, "the consumer has a leader", || {
+        cluster.consumer_leader("VOTE", "tally--vote")
+    })
+    .await;
     fail_over(
         &mut cluster,
         consumer,
@@ -109,10 +110,10 @@ async fn r3_stream_survives_killing_the_consumer_leader_then_the_stream_leader()
         async |c: &NatsCluster| c.consumer_leader("VOTE", "tally--vote").await,
     )
     .await;
-    let stream = cluster
-        .stream_leader("VOTE")
-        .await
-        .expect("the stream has a leader");
+    let stream = eventually(WAIT, "the stream has a leader", || {
+        cluster.stream_leader("VOTE")
+    })
+    .await;
     fail_over(
         &mut cluster,
         stream,

@@ -88,7 +88,9 @@ impl Declared {
                 stream.name
             ),
             Err(e) => {
-                tracing::error!(stream = %stream.name, error = %e, "stream `{}` is missing on the broker and could not be recreated", stream.name)
+                // also what a leader election or an outage looks like:
+                // nothing answered for the stream, nor for the check
+                tracing::warn!(stream = %stream.name, error = %e, "no stream answered for `{}`, and it could not be checked or recreated (an outage or a leader election looks like this); the caller retries", stream.name)
             }
         }
         result.map(|()| true)
