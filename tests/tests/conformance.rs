@@ -44,6 +44,7 @@ conformance!(
         ack_wait_expiry_redelivers,
         max_deliver_then_dlq,
         dlq_refused_at_last_delivery_is_not_stranded,
+        dlq_replay_once_unless_forced,
         term_stops_redelivery,
         in_progress_keeps_one_delivery,
         groups_fan_out,

@@ -5,6 +5,14 @@
 //! The copy's `Nats-Msg-Id` is `dlq:{stream}:{sequence}`, so capturing the
 //! same message twice (e.g. after a crash between DLQ publish and term)
 //! stores it once.
+//!
+//! Operations, on every transport: [`list`] every record, [`find`] the
+//! ones a [`Filter`] matches, [`replay()`] one to its original subject
+//! (once, unless forced; with a dry run).
+
+mod replay;
+
+pub use replay::{Filter, Replay, ReplayError, Replayed, find, replay};
 
 use std::borrow::Cow;
 
@@ -34,6 +42,9 @@ pub mod headers {
     pub const HANDLER: &str = "jetflow-dlq-handler";
     /// Consumer group (durable) it failed in.
     pub const GROUP: &str = "jetflow-dlq-group";
+    /// On a replayed event (and on its marker in the DLQ): the DLQ record
+    /// it was replayed from.
+    pub const REPLAY_OF: &str = "jetflow-replay-of";
 }
 
 /// A dead-lettered message read back from the DLQ stream.
@@ -60,6 +71,8 @@ pub struct DeadLetter {
     pub payload: Bytes,
     /// Original headers plus the `jetflow-dlq-*` ones.
     pub headers: Headers,
+    /// Replayed already (see [`replay()`]).
+    pub replayed: bool,
 }
 
 /// Where and why a message is dead-lettered.
@@ -127,8 +140,10 @@ pub(crate) async fn capture(
 /// ```
 pub async fn list(bus: &Bus) -> Result<Vec<DeadLetter>, crate::Error> {
     let stored = bus.read_stream(STREAM).await?;
+    let replayed = replay::replayed(&stored);
     Ok(stored
         .into_iter()
+        .filter(|msg| !replay::is_marker(&msg.subject))
         .map(|msg| {
             let get = |name: &str| msg.headers.get(name).map(str::to_owned).unwrap_or_default();
             DeadLetter {
@@ -140,6 +155,7 @@ pub async fn list(bus: &Bus) -> Result<Vec<DeadLetter>, crate::Error> {
                 error: get(headers::ERROR),
                 handler: get(headers::HANDLER),
                 group: get(headers::GROUP),
+                replayed: replayed.contains(&msg.sequence),
                 payload: msg.payload,
                 headers: msg.headers,
             }

@@ -17,6 +17,7 @@ mod limits;
 mod notifications;
 mod payload;
 mod prefetch;
+mod replay;
 mod retry;
 
 pub use expiry::*;
@@ -28,6 +29,7 @@ pub use notifications::*;
 
 pub use payload::*;
 pub use prefetch::*;
+pub use replay::*;
 pub use retry::*;
 
 use std::io::Write as _;
