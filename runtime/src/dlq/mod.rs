@@ -8,11 +8,11 @@
 //!
 //! Operations, on every transport: [`list`] every record, [`find`] the
 //! ones a [`Filter`] matches, [`replay()`] one to its original subject
-//! (once, unless forced; with a dry run).
+//! (once, unless forced; with a dry run), [`purge`] those a filter matches.
 
 mod replay;
 
-pub use replay::{Filter, Replay, ReplayError, Replayed, find, replay};
+pub use replay::{Filter, Replay, ReplayError, Replayed, find, purge, replay};
 
 use std::borrow::Cow;
 

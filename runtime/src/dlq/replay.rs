@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::{DeadLetter, headers, list};
+use super::{DeadLetter, STREAM, headers, list};
 use crate::publish::{Bus, PubAck, PublishError};
 use crate::transport::{Headers, Stored};
 
@@ -221,6 +221,45 @@ pub async fn replay(bus: &Bus, dlq_sequence: u64, how: Replay) -> Result<Replaye
     tracing::info!(dlq_sequence, subject = %replayed.subject, seq = ack.sequence, stream = %ack.stream, "replayed a dead letter");
     replayed.ack = Some(ack);
     Ok(replayed)
+}
+
+/// Deletes the dead letters `filter` matches, and their replay markers;
+/// returns their DLQ sequences. With `dry_run`, deletes nothing and
+/// returns what it would delete.
+///
+/// ```no_run
+/// # async fn demo(bus: jetflow::Bus) -> Result<(), jetflow::Error> {
+/// use jetflow::dlq::{Filter, purge};
+/// // the replayed dead letters of `inventory`, once their replays were handled
+/// let gone = purge(&bus, &Filter::new().group("inventory").replayed(true), false).await?;
+/// println!("purged {} dead letters", gone.len());
+/// # Ok(()) }
+/// ```
+pub async fn purge(bus: &Bus, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, crate::Error> {
+    let stored = bus.read_stream(STREAM).await?;
+    let doomed: Vec<u64> = find(bus, filter)
+        .await?
+        .into_iter()
+        .map(|d| d.dlq_sequence)
+        .collect();
+    if dry_run || doomed.is_empty() {
+        return Ok(doomed);
+    }
+    let markers = stored.iter().filter(|m| {
+        is_marker(&m.subject)
+            && m.headers
+                .get(headers::REPLAY_OF)
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|of| doomed.contains(&of))
+    });
+    let sequences: Vec<u64> = doomed
+        .iter()
+        .copied()
+        .chain(markers.map(|m| m.sequence))
+        .collect();
+    bus.delete_messages(STREAM, &sequences).await?;
+    tracing::info!(purged = doomed.len(), "purged dead letters");
+    Ok(doomed)
 }
 
 /// `true` for the subject of a replay marker.

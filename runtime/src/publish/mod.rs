@@ -277,6 +277,18 @@ impl Bus {
         self.inner.transport.consumer_state(stream, durable).await
     }
 
+    /// Deletes the messages of `stream` at `sequences`.
+    pub(crate) async fn delete_messages(
+        &self,
+        stream: &str,
+        sequences: &[u64],
+    ) -> Result<usize, TopologyError> {
+        self.inner
+            .transport
+            .delete_messages(stream, sequences)
+            .await
+    }
+
     /// Every message of `stream`, oldest first.
     pub(crate) async fn read_stream(&self, stream: &str) -> Result<Vec<Stored>, TopologyError> {
         self.inner.transport.read_stream(stream).await

@@ -25,6 +25,11 @@ pub(crate) trait DynTransport: Send + Sync + 'static {
         stream: &'a str,
         durable: &'a str,
     ) -> BoxFuture<'a, Result<ConsumerState, TopologyError>>;
+    fn delete_messages<'a>(
+        &'a self,
+        stream: &'a str,
+        sequences: &'a [u64],
+    ) -> BoxFuture<'a, Result<usize, TopologyError>>;
     fn flush(&self) -> BoxFuture<'_, Result<(), BoxError>>;
     fn declare_streams<'a>(
         &'a self,
@@ -61,6 +66,13 @@ impl<T: Transport> DynTransport for T {
         durable: &'a str,
     ) -> BoxFuture<'a, Result<ConsumerState, TopologyError>> {
         Box::pin(Transport::consumer_state(self, stream, durable))
+    }
+    fn delete_messages<'a>(
+        &'a self,
+        stream: &'a str,
+        sequences: &'a [u64],
+    ) -> BoxFuture<'a, Result<usize, TopologyError>> {
+        Box::pin(Transport::delete_messages(self, stream, sequences))
     }
     fn flush(&self) -> BoxFuture<'_, Result<(), BoxError>> {
         Box::pin(Transport::flush(self))

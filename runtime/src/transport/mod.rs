@@ -171,6 +171,14 @@ pub trait Transport: Clone + Send + Sync + 'static {
         stream: &str,
     ) -> impl Future<Output = Result<Vec<Stored>, TopologyError>> + Send;
 
+    /// Deletes the messages of `stream` at `sequences` (an operator's
+    /// purge, e.g. of dead letters); returns how many there were.
+    fn delete_messages(
+        &self,
+        stream: &str,
+        sequences: &[u64],
+    ) -> impl Future<Output = Result<usize, TopologyError>> + Send;
+
     /// Counts of a durable consumer.
     fn consumer_state(
         &self,

@@ -1,12 +1,12 @@
 //! DLQ operations: dead letters are found by filter and replayed to their
 //! original subject; the (now fixed) handler handles each replay once; a
 //! second replay of a record is refused unless forced; a dry run
-//! publishes nothing.
+//! publishes nothing; a purge deletes what its filter matches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use jetflow::dlq::{Filter, Replay, ReplayError, find, replay};
+use jetflow::dlq::{Filter, Replay, ReplayError, find, purge, replay};
 use jetflow::prelude::*;
 
 use super::{Broker, Job, job, wait_stats};
@@ -114,7 +114,21 @@ pub async fn dlq_replay_once_unless_forced(b: Broker) {
     let after = find(bus, &Filter::new().group("repair"))
         .await
         .expect("DLQ");
+    let would = purge(bus, &Filter::new().group("repair"), true)
+        .await
+        .expect("dry run");
+    let kept = find(bus, &Filter::new()).await.expect("DLQ").len();
+    let purged = purge(bus, &Filter::new().group("repair").replayed(true), false)
+        .await
+        .expect("purge");
+    let left = jetflow::dlq::list(bus).await.expect("DLQ");
+    let gone = replay(bus, ours[1].dlq_sequence, Replay::default()).await;
     app.stop().await.expect("stops");
+    assert_eq!(would.len(), 3, "{would:?}");
+    assert_eq!(kept, 3, "a dry-run purge deletes nothing");
+    assert_eq!(purged, would);
+    assert!(left.is_empty(), "purged: {left:?}");
+    assert!(matches!(gone, Err(ReplayError::NotFound(_))), "{gone:?}");
     assert_eq!(stats.acked, 4, "three replays and one forced: {stats:?}");
     assert_eq!(after.len(), 3, "markers are not dead letters: {after:?}");
     assert!(after.iter().all(|d| d.replayed), "{after:?}");

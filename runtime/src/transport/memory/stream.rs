@@ -112,8 +112,17 @@ impl Stream {
     }
 
     fn remove(&mut self, seq: u64) {
-        if let Some(m) = self.messages.remove(&seq) {
-            self.bytes -= m.size;
+        self.delete(seq);
+    }
+
+    /// Deletes the message at `seq`; `false` if there was none.
+    pub(super) fn delete(&mut self, seq: u64) -> bool {
+        match self.messages.remove(&seq) {
+            Some(m) => {
+                self.bytes -= m.size;
+                true
+            }
+            None => false,
         }
     }
 

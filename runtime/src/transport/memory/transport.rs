@@ -243,6 +243,19 @@ impl Transport for Broker {
             .collect())
     }
 
+    async fn delete_messages(
+        &self,
+        stream: &str,
+        sequences: &[u64],
+    ) -> Result<usize, TopologyError> {
+        let mut state = self.lock();
+        let s = state
+            .streams
+            .get_mut(stream)
+            .ok_or_else(|| stream_gone(stream))?;
+        Ok(sequences.iter().filter(|&&seq| s.delete(seq)).count())
+    }
+
     async fn consumer_state(
         &self,
         stream: &str,

@@ -272,6 +272,14 @@ impl Transport for NatsTransport {
         topology::consumer_state(&self.js, stream, durable).await
     }
 
+    async fn delete_messages(
+        &self,
+        stream: &str,
+        sequences: &[u64],
+    ) -> Result<usize, TopologyError> {
+        topology::delete_messages(&self.js, stream, sequences).await
+    }
+
     async fn flush(&self) -> Result<(), BoxError> {
         self.client.flush().await.map_err(Into::into)
     }

@@ -3,7 +3,9 @@
 
 use async_nats::jetstream::consumer::{self, AckPolicy, pull};
 use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
-use async_nats::jetstream::stream::{self, RawMessageErrorKind, StorageType};
+use async_nats::jetstream::stream::{
+    self, DeleteMessageErrorKind, RawMessageErrorKind, StorageType,
+};
 use async_nats::jetstream::{self, ErrorCode};
 
 use super::{filter_change, headers};
@@ -228,6 +230,38 @@ pub(super) async fn read_stream(
         ));
     }
     Ok(out)
+}
+
+pub(super) async fn delete_messages(
+    js: &jetstream::Context,
+    name: &str,
+    sequences: &[u64],
+) -> Result<usize, TopologyError> {
+    let what = || format!("stream `{name}`");
+    let stream = js
+        .get_stream_no_info(name)
+        .await
+        .map_err(|e| TopologyError::read(what(), "open", e))?;
+    let mut deleted = 0;
+    for &seq in sequences {
+        match stream.delete_message(seq).await {
+            Ok(true) => deleted += 1,
+            Ok(false) => {}
+            // already gone: nothing to delete
+            Err(e)
+                if matches!(e.kind(), DeleteMessageErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::NO_MESSAGE_FOUND
+                        || j.error_code() == ErrorCode::SEQUENCE_NOT_FOUND) => {}
+            Err(e) => {
+                return Err(TopologyError::read(
+                    what(),
+                    &format!("delete message {seq} of"),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 pub(super) async fn consumer_state(

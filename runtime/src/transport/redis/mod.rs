@@ -377,6 +377,14 @@ impl Transport for RedisTransport {
         topology::consumer_state(&mut self.conn(), stream, durable).await
     }
 
+    async fn delete_messages(
+        &self,
+        stream: &str,
+        sequences: &[u64],
+    ) -> Result<usize, TopologyError> {
+        topology::delete_messages(&mut self.conn(), stream, sequences).await
+    }
+
     async fn flush(&self) -> Result<(), BoxError> {
         // every command is answered before it counts as done
         Ok(())

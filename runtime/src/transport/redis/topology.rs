@@ -306,6 +306,35 @@ pub(super) async fn read_stream(
         .collect())
 }
 
+/// Deletes the entries with jetflow sequences `sequences` (found by a
+/// scan: entries are keyed by time, not by sequence).
+pub(super) async fn delete_messages(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    sequences: &[u64],
+) -> Result<usize, TopologyError> {
+    let wanted: std::collections::HashSet<u64> = sequences.iter().copied().collect();
+    let key = Keys::of(stream).stream;
+    let entries = range(conn, &key, "-", "+", None)
+        .await
+        .map_err(|e| TopologyError::read(format!("stream `{stream}`"), "read", e))?;
+    let ids: Vec<String> = entries
+        .into_iter()
+        .filter(|e| wanted.contains(&e.sequence))
+        .map(|e| e.id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let deleted: usize = redis::cmd("XDEL")
+        .arg(&key)
+        .arg(&ids)
+        .query_async(conn)
+        .await
+        .map_err(|e| TopologyError::read(format!("stream `{stream}`"), "delete entries of", e))?;
+    Ok(deleted)
+}
+
 pub(super) async fn consumer_state(
     conn: &mut ConnectionManager,
     stream: &str,
