@@ -42,14 +42,15 @@ const BODY: usize = 4096;
 async fn a_slow_handler_holds_a_bounded_window_and_the_backlog_stays_in_the_stream() {
     let server = server().await;
     let ledger = Ledger::default();
+    let start = || {
+        App::new("t")
+            .url(server.url())
+            .state(ledger.clone())
+            .handler(digest)
+            .start()
+    };
     // provision, then fill the stream with 40 MB while nobody consumes
-    let provision = App::new("t")
-        .url(server.url())
-        .state(ledger.clone())
-        .handler(digest)
-        .start()
-        .await
-        .unwrap();
+    let provision = start().await.unwrap();
     let bus = provision.bus().clone();
     provision.stop().await.unwrap();
     let body = "x".repeat(BODY);
@@ -70,13 +71,7 @@ async fn a_slow_handler_holds_a_bounded_window_and_the_backlog_stays_in_the_stre
     drop(body);
 
     let before = rss_bytes();
-    let app = App::new("t")
-        .url(server.url())
-        .state(ledger.clone())
-        .handler(digest)
-        .start()
-        .await
-        .unwrap();
+    let app = start().await.unwrap();
     // let it run well into the backlog
     ledger
         .wait_until(WAIT, "a few hundred handled", |e| e.len() >= 300)

@@ -30,6 +30,19 @@ async fn receive(
     Ok(())
 }
 
+/// The app, connected through `proxy`, with 1 s heartbeats (a silent
+/// server is declared after 3 s).
+async fn through(proxy: &FaultProxy, ledger: &Ledger) -> jetflow::AppHandle {
+    App::new("t")
+        .url(proxy.url())
+        .state(ledger.clone())
+        .handler(receive)
+        .pull_timing(Duration::from_secs(5), Duration::from_secs(1))
+        .start()
+        .await
+        .expect("the app starts through the proxy")
+}
+
 /// Messages the stream holds, asked of the server directly.
 async fn stored(url: &str, stream: &str) -> u64 {
     let js = async_nats::jetstream::new(async_nats::connect(url).await.expect("connects"));
@@ -42,14 +55,7 @@ async fn a_lost_puback_is_retried_with_the_same_id_and_stored_once() {
     let server = server().await;
     let proxy = FaultProxy::start(&server.url()).await.unwrap();
     let ledger = Ledger::default();
-    let app = App::new("t")
-        .url(proxy.url())
-        .state(ledger.clone())
-        .handler(receive)
-        .pull_timing(Duration::from_secs(5), Duration::from_secs(1))
-        .start()
-        .await
-        .unwrap();
+    let app = through(&proxy, &ledger).await;
     // The publish reaches the server; its PubAck does not reach the client.
     proxy.hold_replies(true);
     let bus = app.bus().clone();
@@ -83,16 +89,8 @@ async fn latency_on_every_packet_raises_no_false_alarm_and_every_ack_is_confirme
     let server = server().await;
     let proxy = FaultProxy::start(&server.url()).await.unwrap();
     let ledger = Ledger::default();
-    // 1 s heartbeats: a silent server is declared after 3 s, so 600 ms of
-    // round trip must not look like one
-    let app = App::new("t")
-        .url(proxy.url())
-        .state(ledger.clone())
-        .handler(receive)
-        .pull_timing(Duration::from_secs(5), Duration::from_secs(1))
-        .start()
-        .await
-        .unwrap();
+    // 600 ms of round trip must not look like a silent server
+    let app = through(&proxy, &ledger).await;
     app.wait_status("receive", WAIT, LoopState::is_receiving)
         .await
         .unwrap();
