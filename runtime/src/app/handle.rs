@@ -82,12 +82,7 @@ impl AppHandle {
         timeout: Duration,
         mut done: impl FnMut(&HandlerStats) -> bool,
     ) -> Result<HandlerStats, WaitError> {
-        let Some(counters) = self.stats.get(handler) else {
-            return Err(WaitError::UnknownHandler {
-                handler: handler.to_owned(),
-                known: self.stats.keys().map(|k| (*k).to_owned()).collect(),
-            });
-        };
+        let counters = of_handler(&self.stats, handler)?;
         let check = || {
             let now = counters.snapshot();
             done(&now).then_some(now)
@@ -133,12 +128,7 @@ impl AppHandle {
         timeout: Duration,
         mut done: impl FnMut(&LoopState) -> bool,
     ) -> Result<HandlerStatus, WaitError> {
-        let Some(cell) = self.states.get(handler) else {
-            return Err(WaitError::UnknownHandler {
-                handler: handler.to_owned(),
-                known: self.states.keys().map(|k| (*k).to_owned()).collect(),
-            });
-        };
+        let cell = of_handler(&self.states, handler)?;
         let check = || {
             let now = cell.status();
             done(&now.state).then_some(now)
@@ -228,6 +218,18 @@ impl AppHandle {
         }
         first_error
     }
+}
+
+/// The entry of `handler` in a per-handler map, or the error naming the
+/// handlers there are.
+fn of_handler<'a, V>(
+    map: &'a BTreeMap<&'static str, V>,
+    handler: &str,
+) -> Result<&'a V, WaitError> {
+    map.get(handler).ok_or_else(|| WaitError::UnknownHandler {
+        handler: handler.to_owned(),
+        known: map.keys().map(|k| (*k).to_owned()).collect(),
+    })
 }
 
 /// Waits until `check` returns a value, checking again on every change

@@ -343,8 +343,8 @@ impl<'a, T: Transport> Flow<'a, T> {
             let kind = ConsumerErrorKind::Unreachable;
             return Err(ConsumerError::new(b.handler, b.source.name(), kind, reason).into());
         }
+        // the move to `recovering` above logs why (with the handler and source)
         if let Source::Durable(decl) = &b.source {
-            tracing::warn!(handler = b.handler, consumer = %decl.durable, stream = %decl.stream, "{lost}; checking the consumer");
             let status = alongside(
                 &mut self.in_flight,
                 &mut self.ended,
@@ -394,8 +394,6 @@ impl<'a, T: Transport> Flow<'a, T> {
                     tracing::error!(handler = b.handler, consumer = %decl.durable, stream = %decl.stream, error = %e, attempt = self.failures, "consumer unavailable; retrying with backoff");
                 }
             }
-        } else {
-            tracing::warn!(handler = b.handler, source = %b.source.name(), "{lost}; subscribing again");
         }
         if self.failures > 1 {
             let delay = Duration::from_millis(500 * 2u64.pow((self.failures - 1).min(6)))

@@ -94,12 +94,12 @@ impl Shared {
             );
             // `kept` reads the subject and headers back after the call.
             let kept = ctx.clone();
-            if let Some(mut action) = self.binding.retry.exhausted(info.delivered) {
-                if let (Action::DeadLetter { reason }, Some(earlier)) =
-                    (&mut action, self.refused_reason(info.stream_sequence, None))
-                {
-                    *reason = earlier;
-                }
+            if let Some(action) = self.binding.retry.exhausted(info.delivered) {
+                // the handler's own error, when this replica kept it
+                let action = match self.take_refused(info.stream_sequence) {
+                    Some(reason) => Action::DeadLetter { reason },
+                    None => action,
+                };
                 return self.apply(action, &kept, &info, &payload, &acker).await;
             }
             let call = match self.handler.call(kept.subject(), &payload, ctx) {
@@ -288,7 +288,7 @@ impl Shared {
                 };
                 match dlq::capture(&self.bus, record, ctx.headers(), payload.clone()).await {
                     Ok(ack) => {
-                        self.refused_reason(info.stream_sequence, None);
+                        self.take_refused(info.stream_sequence);
                         span.record("outcome", "dead-lettered");
                         stats.record(Outcome::DeadLettered);
                         tracing::error!(%reason, dlq_seq = ack.sequence, "dead-lettered message, then rejected it");
@@ -301,7 +301,7 @@ impl Shared {
                         // the copy again without calling the handler.
                         span.record("outcome", "dlq-failed");
                         stats.record(Outcome::DeadLetterFailed);
-                        self.refused_reason(info.stream_sequence, Some(reason.clone()));
+                        self.keep_refused(info.stream_sequence, &reason);
                         let delay = self.binding.retry.delay(info.delivered);
                         tracing::error!(%reason, error = %e, ?delay, "could not copy the message to the DLQ; it stays in its stream and the copy is tried again at its next delivery, after the delay");
                         self.retry(delay, acker).await;
@@ -311,17 +311,22 @@ impl Shared {
         }
     }
 
-    /// Takes the reason kept for the message at `sequence`, keeping
-    /// `reason` instead when given (while there is room).
-    fn refused_reason(&self, sequence: u64, reason: Option<String>) -> Option<String> {
-        let mut kept = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        let earlier = kept.remove(&sequence);
-        if let Some(reason) = reason
-            && kept.len() < REFUSED_REASONS
-        {
-            kept.insert(sequence, reason);
+    fn refused_reasons(&self) -> std::sync::MutexGuard<'_, HashMap<u64, String>> {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps why the message at `sequence` was dead-lettered, for the copy
+    /// tried again at its next delivery (while there is room).
+    fn keep_refused(&self, sequence: u64, reason: &str) {
+        let mut kept = self.refused_reasons();
+        if kept.len() < REFUSED_REASONS {
+            kept.insert(sequence, reason.to_owned());
         }
-        earlier
+    }
+
+    /// Takes the reason kept for the message at `sequence`.
+    fn take_refused(&self, sequence: u64) -> Option<String> {
+        self.refused_reasons().remove(&sequence)
     }
 
     /// Asks for a redelivery after `delay`: on the broker where it can

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 use crate::publish::{Bus, PubAck, PublishError};
-use crate::transport::Headers;
+use crate::transport::{Headers, Stored};
 
 /// Default name of the dead-letter stream.
 pub const STREAM: &str = "DLQ";
@@ -139,9 +139,14 @@ pub(crate) async fn capture(
 /// # Ok(()) }
 /// ```
 pub async fn list(bus: &Bus) -> Result<Vec<DeadLetter>, crate::Error> {
-    let stored = bus.read_stream(STREAM).await?;
+    Ok(records(bus.read_stream(STREAM).await?))
+}
+
+/// The dead letters among the DLQ stream's messages `stored` (its replay
+/// markers tell which were replayed).
+fn records(stored: Vec<Stored>) -> Vec<DeadLetter> {
     let replayed = replay::replayed(&stored);
-    Ok(stored
+    stored
         .into_iter()
         .filter(|msg| !replay::is_marker(&msg.subject))
         .map(|msg| {
@@ -160,5 +165,5 @@ pub async fn list(bus: &Bus) -> Result<Vec<DeadLetter>, crate::Error> {
                 headers: msg.headers,
             }
         })
-        .collect())
+        .collect()
 }

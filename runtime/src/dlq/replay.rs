@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::{DeadLetter, STREAM, headers, list};
+use super::{DeadLetter, STREAM, headers, list, records};
 use crate::publish::{Bus, PubAck, PublishError};
 use crate::transport::{Headers, Stored};
 
@@ -237,26 +237,20 @@ pub async fn replay(bus: &Bus, dlq_sequence: u64, how: Replay) -> Result<Replaye
 /// ```
 pub async fn purge(bus: &Bus, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, crate::Error> {
     let stored = bus.read_stream(STREAM).await?;
-    let doomed: Vec<u64> = find(bus, filter)
-        .await?
+    let markers: Vec<(u64, u64)> = markers(&stored).collect();
+    let doomed: Vec<u64> = records(stored)
         .into_iter()
+        .filter(|d| filter.matches(d))
         .map(|d| d.dlq_sequence)
         .collect();
     if dry_run || doomed.is_empty() {
         return Ok(doomed);
     }
-    let markers = stored.iter().filter(|m| {
-        is_marker(&m.subject)
-            && m.headers
-                .get(headers::REPLAY_OF)
-                .and_then(|s| s.parse::<u64>().ok())
-                .is_some_and(|of| doomed.contains(&of))
-    });
-    let sequences: Vec<u64> = doomed
+    let doomed_markers = markers
         .iter()
-        .copied()
-        .chain(markers.map(|m| m.sequence))
-        .collect();
+        .filter(|(_, of)| doomed.contains(of))
+        .map(|(seq, _)| *seq);
+    let sequences: Vec<u64> = doomed.iter().copied().chain(doomed_markers).collect();
     bus.delete_messages(STREAM, &sequences).await?;
     tracing::info!(purged = doomed.len(), "purged dead letters");
     Ok(doomed)
@@ -269,11 +263,16 @@ pub(super) fn is_marker(subject: &str) -> bool {
 
 /// The DLQ sequences the markers among `stored` say were replayed.
 pub(super) fn replayed(stored: &[Stored]) -> HashSet<u64> {
+    markers(stored).map(|(_, of)| of).collect()
+}
+
+/// The replay markers among `stored`: (the marker's sequence, the DLQ
+/// record it says was replayed).
+fn markers(stored: &[Stored]) -> impl Iterator<Item = (u64, u64)> + '_ {
     stored
         .iter()
         .filter(|m| is_marker(&m.subject))
-        .filter_map(|m| m.headers.get(headers::REPLAY_OF)?.parse().ok())
-        .collect()
+        .filter_map(|m| Some((m.sequence, m.headers.get(headers::REPLAY_OF)?.parse().ok()?)))
 }
 
 #[cfg(test)]

@@ -338,10 +338,6 @@ impl NatsServer {
     /// Its `server_name` (`jetflow-test-{port}`), as a cluster's leader
     /// fields name it.
     pub fn name(&self) -> String {
-        self.server_name()
-    }
-
-    fn server_name(&self) -> String {
         format!("jetflow-test-{}", self.port)
     }
 
@@ -361,7 +357,7 @@ impl NatsServer {
             .arg("-sd")
             .arg(&self.store_dir)
             .arg("--server_name")
-            .arg(self.server_name())
+            .arg(self.name())
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -378,7 +374,7 @@ impl NatsServer {
     /// enabled; on failure the process is gone.
     async fn wait_ready(&mut self) -> Result<(), TestingError> {
         let port = self.port;
-        let name = self.server_name();
+        let name = self.name();
         // Only our own server counts: something else may answer on a port
         // that was taken after it was chosen.
         let ours = || {
