@@ -101,6 +101,16 @@ pub enum PublishErrorKind {
          retry once the connection is back"
     )]
     Disconnected,
+    /// A notification was handed to the connection, but the server did not
+    /// confirm it (the connection dropped or stalled before the flush
+    /// returned): it may still be heard once the connection is back, or
+    /// never. Unlike [`Disconnected`](PublishErrorKind::Disconnected),
+    /// which is refused before sending, this one cannot be taken back.
+    #[error(
+        "the notification was sent but the server did not confirm it (the connection dropped); \
+         it may or may not be heard: send it again if listeners must hear it, and make them tolerate a repeat"
+    )]
+    Unconfirmed,
     /// A header name or value cannot be carried by a message.
     #[error("invalid header: {0}")]
     InvalidHeader(super::HeaderError),

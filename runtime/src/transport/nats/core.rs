@@ -40,7 +40,11 @@ pub(super) async fn notify(
         .publish_with_headers(subject(message.subject), headers, message.payload)
         .await
         .map_err(|e| PublishFailure::Failed(PublishErrorKind::Connection, e.into()))?;
-    confirmed(client).await.map_err(disconnected)
+    // Once handed to the client it cannot be taken back: a flush that
+    // fails leaves it in the client's buffer, to be sent on a reconnect.
+    confirmed(client)
+        .await
+        .map_err(|why| PublishFailure::Failed(PublishErrorKind::Unconfirmed, why.into()))
 }
 
 /// A flush within [`FLUSH_TIMEOUT`]: the server has processed everything
