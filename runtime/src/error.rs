@@ -50,4 +50,9 @@ pub enum Error {
     /// A consume loop stopped.
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
+    /// The ops listener could not start (feature `ops`).
+    #[cfg(feature = "ops")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsError),
 }

@@ -10,6 +10,9 @@ pub mod dlq;
 pub mod error;
 pub mod event;
 pub mod handler;
+#[cfg(feature = "ops")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
+pub mod ops;
 pub mod publish;
 mod retry;
 pub mod schema;

@@ -47,6 +47,17 @@ pub struct App {
     pub(super) give_up_after: Option<Duration>,
     pub(super) pull: PullTiming,
     pub(super) publishes: Vec<EventInfo>,
+    /// Where the ops listener listens (`None`: off).
+    pub(super) ops: Option<String>,
+    /// Routes of the service's own on the ops listener.
+    #[cfg(feature = "ops")]
+    pub(super) ops_routes: Option<axum::Router>,
+    /// Whether the app records metrics (feature `metrics`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(super) metrics: bool,
+    /// How often consumer lag is read for the metrics.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(super) lag_every: Duration,
 }
 
 /// [`App::prefetch_bytes`] by default: 8 MiB.
@@ -86,13 +97,21 @@ impl App {
             give_up_after: None,
             pull: PullTiming::default(),
             publishes: Vec::new(),
+            ops: None,
+            #[cfg(feature = "ops")]
+            ops_routes: None,
+            metrics: true,
+            lag_every: super::ops::DEFAULT_LAG_EVERY,
         }
     }
 
     /// Like [`App::new`], with connection settings from the environment
-    /// (see [`ConnectOptions::from_env`]).
+    /// (see [`ConnectOptions::from_env`]) and the ops listener's address
+    /// from `JETFLOW_OPS_ADDR` (feature `ops`; see [`App::ops`]).
     pub fn from_env(name: impl Into<String>) -> App {
-        App::new(name).connect_options(ConnectOptions::from_env())
+        let mut app = App::new(name).connect_options(ConnectOptions::from_env());
+        app.ops = super::ops::addr_from_env();
+        app
     }
 
     /// Connects to `url` (other connection settings unchanged); its scheme
@@ -210,23 +229,26 @@ impl App {
     /// Validates, connects to the transport the URL names, provisions
     /// streams and consumers, and starts every handler. Returns a handle
     /// that stops the app.
-    pub async fn start(self) -> Result<AppHandle> {
+    pub async fn start(mut self) -> Result<AppHandle> {
         self.validate()?;
         let url = self.connect.url.clone();
-        match Scheme::of(&url)? {
+        let scheme = Scheme::of(&url)?;
+        // listening before connecting: `/readyz` says what start-up waits for
+        let ops = self.serve_ops().await?;
+        match scheme {
             Scheme::Memory => {
                 let broker = memory::Broker::for_url(&url)
                     .unwrap_or_else(|| memory::Broker::named("default"));
-                self.start_on(broker).await
+                super::start::start(self, broker, ops).await
             }
             Scheme::Nats => {
                 let transport = nats::connect(&self.connect, &self.name, self.pull).await?;
-                self.start_on(transport).await
+                super::start::start(self, transport, ops).await
             }
             #[cfg(feature = "redis")]
             Scheme::Redis => {
                 let transport = crate::transport::redis::connect(&self.connect, &self.name).await?;
-                self.start_on(transport).await
+                super::start::start(self, transport, ops).await
             }
         }
     }
@@ -246,7 +268,9 @@ impl App {
     /// app.stop().await
     /// # }
     /// ```
-    pub async fn start_on<T: Transport>(self, transport: T) -> Result<AppHandle> {
-        super::start::start(self, transport).await
+    pub async fn start_on<T: Transport>(mut self, transport: T) -> Result<AppHandle> {
+        self.validate()?;
+        let ops = self.serve_ops().await?;
+        super::start::start(self, transport, ops).await
     }
 }

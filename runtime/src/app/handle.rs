@@ -7,8 +7,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::WaitError;
+use super::ops::Serving;
 use crate::error::{ConsumerError, ConsumerErrorKind, Error, Result};
 use crate::publish::Bus;
 use crate::status::{HandlerStatus, LoopState, StateCell};
@@ -26,6 +28,24 @@ pub struct AppHandle {
     states: BTreeMap<&'static str, Arc<StateCell>>,
     /// The shutdown grace period: [`AppHandle::stop`] returns within it.
     grace: Duration,
+    /// The ops listener, when configured.
+    ops: Option<Serving>,
+    /// Tasks beside the consume loops (the lag refresher), aborted when
+    /// the handle is dropped.
+    _background: Vec<AbortOnDropHandle<()>>,
+}
+
+/// What [`AppHandle::new`] is made of.
+pub(super) struct Parts {
+    pub(super) bus: Bus,
+    pub(super) stop: CancellationToken,
+    pub(super) tasks: JoinSet<Result<()>>,
+    pub(super) loops: HashMap<Id, (&'static str, String)>,
+    pub(super) stats: BTreeMap<&'static str, Arc<Counters>>,
+    pub(super) states: BTreeMap<&'static str, Arc<StateCell>>,
+    pub(super) grace: Duration,
+    pub(super) ops: Option<Serving>,
+    pub(super) background: Vec<AbortOnDropHandle<()>>,
 }
 
 /// What a stop may take beyond the grace period: the consume loops are
@@ -33,24 +53,27 @@ pub struct AppHandle {
 const STOP_SLACK: Duration = Duration::from_millis(500);
 
 impl AppHandle {
-    pub(super) fn new(
-        bus: Bus,
-        stop: CancellationToken,
-        tasks: JoinSet<Result<()>>,
-        loops: HashMap<Id, (&'static str, String)>,
-        stats: BTreeMap<&'static str, Arc<Counters>>,
-        states: BTreeMap<&'static str, Arc<StateCell>>,
-        grace: Duration,
-    ) -> AppHandle {
+    pub(super) fn new(parts: Parts) -> AppHandle {
         AppHandle {
-            bus,
-            stop,
-            tasks,
-            loops,
-            stats,
-            states,
-            grace,
+            bus: parts.bus,
+            stop: parts.stop,
+            tasks: parts.tasks,
+            loops: parts.loops,
+            stats: parts.stats,
+            states: parts.states,
+            grace: parts.grace,
+            ops: parts.ops,
+            _background: parts.background,
         }
+    }
+
+    /// Where the ops listener listens (`None` when it is off): the address
+    /// actually bound, so port 0 in [`App::ops`](super::App::ops) can be
+    /// read back.
+    #[cfg(feature = "ops")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
+    pub fn ops_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ops.as_ref().map(Serving::addr)
     }
 
     /// The app's publisher (same connection, `ce-source` = the app's name).
@@ -185,6 +208,9 @@ impl AppHandle {
     /// every settlement in time (it was away): those messages come back
     /// after their `ack_wait`; nothing is lost, some may be handled twice.
     pub async fn stop(mut self) -> Result<()> {
+        if let Some(ops) = &self.ops {
+            ops.stopping();
+        }
         self.stop.cancel();
         let deadline = tokio::time::Instant::now() + self.grace + STOP_SLACK;
         let mut first_error = Ok(());
@@ -215,6 +241,9 @@ impl AppHandle {
             Err(_) => {
                 tracing::warn!("the broker did not confirm the final flush within the grace period")
             }
+        }
+        if let Some(ops) = self.ops.take() {
+            ops.stop().await;
         }
         first_error
     }

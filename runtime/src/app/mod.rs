@@ -6,6 +6,7 @@ mod builder;
 mod config;
 mod error;
 mod handle;
+mod ops;
 mod registration;
 mod signal;
 mod start;

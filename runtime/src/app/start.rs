@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::ops::Serving;
 use super::registration::Registration;
 use super::{App, AppHandle};
 use super::{ConfigError, ConfigErrorKind as Kind};
@@ -19,6 +20,7 @@ use crate::publish::Bus;
 use crate::retry::RetryPolicy;
 use crate::status::StateCell;
 use crate::telemetry::Counters;
+use crate::telemetry::export::{HandlerMetrics, PublishMetrics};
 use crate::topology::DeliverPolicy;
 use crate::topology::{self, ConsumerDecl, Declared, StreamDecl};
 use crate::transport::{Capabilities, Transport};
@@ -170,8 +172,15 @@ fn prefetch(h: &dyn Registration, caps: &Capabilities) -> usize {
 /// How long `start` waits for a notification handler to listen.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHandle> {
-    app.validate()?;
+/// Starts `app` on `transport` (validated; its ops listener, if any, is `ops`).
+pub(super) async fn start<T: Transport>(
+    app: App,
+    transport: T,
+    ops: Option<Serving>,
+) -> Result<AppHandle> {
+    if let Some(ops) = &ops {
+        ops.provisioning();
+    }
     let describe = transport.describe();
     tracing::info!(app = %app.name, transport = %describe, "connected");
     let caps = transport.capabilities();
@@ -201,7 +210,13 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
     transport
         .declare_streams(declared.streams(), app.policy)
         .await?;
-    let bus = Bus::declaring(transport.clone(), app.name.clone(), declared.clone());
+    let metrics_on = app.metrics;
+    let bus = Bus::declaring(
+        transport.clone(),
+        app.name.clone(),
+        declared.clone(),
+        PublishMetrics::new(metrics_on),
+    );
 
     let env = Env {
         bus: bus.clone(),
@@ -218,6 +233,8 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
     let mut stats = BTreeMap::new();
     let mut states = BTreeMap::new();
     let mut listening = Vec::new();
+    #[cfg_attr(not(feature = "metrics"), allow(unused_mut, unused_variables))]
+    let mut lag = Vec::new();
     for h in app.handlers {
         let o = *h.options();
         let group = o.group.unwrap_or(&app.name).to_owned();
@@ -252,10 +269,14 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
                 o.dead_letter_or_default(),
             )
         };
-        let counters = Arc::new(Counters::default());
+        let metrics = HandlerMetrics::new(o.name, &group, &h.subject(), metrics_on);
+        let counters = Arc::new(Counters::new(metrics));
         stats.insert(o.name, counters.clone());
-        let state = Arc::new(StateCell::new(o.name, source.name()));
+        let state = Arc::new(StateCell::new(o.name, source.name(), counters.clone()));
         states.insert(o.name, state.clone());
+        if let Source::Durable(decl) = &source {
+            lag.push((decl.clone(), counters.clone()));
+        }
         let binding = Arc::new(Binding {
             handler: o.name,
             group,
@@ -295,7 +316,32 @@ pub(super) async fn start<T: Transport>(app: App, transport: T) -> Result<AppHan
             tracing::warn!(handler, timeout = ?LISTEN_TIMEOUT, "the handler is not listening yet; notifications sent before it is are not heard by it");
         }
     }
-    Ok(AppHandle::new(
-        bus, stop, tasks, loops, stats, states, env.grace,
-    ))
+    #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
+    let mut background = Vec::new();
+    #[cfg(feature = "metrics")]
+    if metrics_on {
+        let refresh = crate::telemetry::metrics::lag::refresh(
+            transport.clone(),
+            lag,
+            app.lag_every,
+            stop.clone(),
+        );
+        background.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+            refresh,
+        )));
+    }
+    if let Some(ops) = &ops {
+        ops.running(states.values().cloned().collect(), bus.clone());
+    }
+    Ok(AppHandle::new(super::handle::Parts {
+        bus,
+        stop,
+        tasks,
+        loops,
+        stats,
+        states,
+        grace: env.grace,
+        ops,
+        background,
+    }))
 }

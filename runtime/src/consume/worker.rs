@@ -69,6 +69,7 @@ impl Shared {
             event_id = event_id.as_deref().unwrap_or(""),
             outcome = tracing::field::Empty,
         );
+        let _in_flight = self.binding.stats.metrics().in_flight();
         self.handle(m, event_id).instrument(span).await;
     }
 
@@ -194,10 +195,13 @@ impl Shared {
         let fut = AssertUnwindSafe(call).catch_unwind();
         tokio::pin!(fut);
         let mut ticker = self.progress_ticker();
+        let metrics = self.binding.stats.metrics();
+        let timer = metrics.call_timer();
         loop {
             tokio::select! {
                 biased;
                 out = &mut fut => {
+                    metrics.call_ended(timer);
                     return Some(match out {
                         Ok(r) => r,
                         Err(panic) => {
@@ -257,6 +261,7 @@ impl Shared {
                 span.record("outcome", "ack");
                 stats.record(Outcome::Acked);
                 self.settle(acker, Settle::Ack).await;
+                stats.metrics().acked(info.published);
             }
             Action::Nak(delay) => {
                 span.record("outcome", "retry");

@@ -122,6 +122,7 @@ pub(crate) async fn capture(
     let id = format!("dlq:{}:{}", record.stream, record.sequence);
     bus.publish_message(
         Cow::Owned(subject(record.group, record.subject)),
+        crate::telemetry::export::DLQ_SUBJECT,
         make_headers,
         payload,
         &id,

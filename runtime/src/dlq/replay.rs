@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use super::{DeadLetter, STREAM, headers, list, records};
 use crate::publish::{Bus, PubAck, PublishError};
+use crate::telemetry::export;
 use crate::transport::{Headers, Stored};
 
 /// First tokens of the markers: not a group name (`$` is not allowed in one).
@@ -201,6 +202,7 @@ pub async fn replay(bus: &Bus, dlq_sequence: u64, how: Replay) -> Result<Replaye
     let ack = bus
         .publish_message(
             Cow::Owned(replayed.subject.clone()),
+            export::RAW_SUBJECT,
             || replayed.headers.clone(),
             record.payload,
             &format!("replay:{dlq_sequence}:{fresh}"),
@@ -213,6 +215,7 @@ pub async fn replay(bus: &Bus, dlq_sequence: u64, how: Replay) -> Result<Replaye
     };
     bus.publish_message(
         Cow::Owned(format!("{MARKER_PREFIX}{dlq_sequence}")),
+        export::DLQ_SUBJECT,
         marker,
         Bytes::new(),
         &format!("replayed:{dlq_sequence}:{fresh}"),

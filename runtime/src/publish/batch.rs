@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use crate::event::Event;
+use crate::telemetry::export;
 use crate::transport::{
     BoxError, Outgoing, PubAck, PublishError, PublishErrorKind, PublishFailure,
 };
@@ -143,6 +144,24 @@ impl Bus {
     pub(crate) async fn publish_pipelined(
         &self,
         messages: Vec<Outgoing>,
+    ) -> Vec<Result<PubAck, PublishError>> {
+        let timer = self.metrics().timer();
+        let results = self.publish_pipelined_attempts(&messages).await;
+        for (m, result) in messages.iter().zip(&results) {
+            // a batch holds typed events, whose subjects are static
+            let label = match &m.subject {
+                Cow::Borrowed(subject) => subject,
+                Cow::Owned(_) => export::RAW_SUBJECT,
+            };
+            self.metrics()
+                .ended(label, super::outcome_of(result), timer);
+        }
+        results
+    }
+
+    async fn publish_pipelined_attempts(
+        &self,
+        messages: &[Outgoing],
     ) -> Vec<Result<PubAck, PublishError>> {
         let attempts = self.inner.attempts;
         let mut results: Vec<Option<Result<PubAck, PublishError>>> =

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use time::format_description::well_known::Rfc3339;
 
 use crate::event::{Event, Notification};
+use crate::telemetry::export::{self, PublishMetrics, PublishOutcome};
 use crate::topology::{ConsumerState, Declared, TopologyError};
 use crate::transport::{
     Capabilities, DynTransport, Headers, Outgoing, PublishFailure, Stored, Transport,
@@ -53,6 +54,7 @@ struct Inner {
     transport: Box<dyn DynTransport>,
     source: String,
     attempts: u32,
+    metrics: PublishMetrics,
     /// The app's streams: one that vanished is recreated when a publish
     /// finds no stream (`None`: a bus of no app).
     declared: Option<Arc<Declared>>,
@@ -70,7 +72,7 @@ impl std::fmt::Debug for Bus {
 impl Bus {
     /// A bus on `transport`; `source` names the publishing service (`ce-source`).
     pub fn on(transport: impl Transport, source: impl Into<String>) -> Bus {
-        Bus::with(transport, source.into(), None)
+        Bus::with(transport, source.into(), None, PublishMetrics::default())
     }
 
     /// An app's bus: a publish that finds no stream recreates the app's
@@ -79,19 +81,31 @@ impl Bus {
         transport: impl Transport,
         source: String,
         declared: Arc<Declared>,
+        metrics: PublishMetrics,
     ) -> Bus {
-        Bus::with(transport, source, Some(declared))
+        Bus::with(transport, source, Some(declared), metrics)
     }
 
-    fn with(transport: impl Transport, source: String, declared: Option<Arc<Declared>>) -> Bus {
+    fn with(
+        transport: impl Transport,
+        source: String,
+        declared: Option<Arc<Declared>>,
+        metrics: PublishMetrics,
+    ) -> Bus {
         Bus {
             inner: Arc::new(Inner {
                 transport: Box::new(transport),
                 source,
                 attempts: 3,
                 declared,
+                metrics,
             }),
         }
+    }
+
+    /// The bus's publish metrics.
+    pub(crate) fn metrics(&self) -> &PublishMetrics {
+        &self.inner.metrics
     }
 
     /// Which transport this bus uses, for logs: `JetStream on nats-server
@@ -138,7 +152,7 @@ impl Bus {
         }
         let (payload, id, time) = self.encode(event)?;
         let make_headers = || self.event_headers::<E>(&id, time.as_deref(), correlation, causation);
-        self.publish_message(Cow::Borrowed(subject), make_headers, payload, &id)
+        self.publish_message(Cow::Borrowed(subject), subject, make_headers, payload, &id)
             .await
     }
 
@@ -151,22 +165,30 @@ impl Bus {
         let subject = E::SUBJECT;
         let (payload, id, time) = self.encode(event)?;
         let headers = self.event_headers::<E>(&id, time.as_deref(), correlation, causation);
-        self.send_notification(Outgoing::new(subject, headers, payload, id))
+        self.send_notification(Outgoing::new(subject, headers, payload, id), subject)
             .await
     }
 
-    async fn send_notification(&self, message: Outgoing) -> Result<(), PublishError> {
+    /// Sends a notification; `label` is its subject's metrics label.
+    async fn send_notification(
+        &self,
+        message: Outgoing,
+        label: &'static str,
+    ) -> Result<(), PublishError> {
         let subject = message.subject.clone();
-        self.inner
-            .transport
-            .notify(message)
-            .await
-            .map_err(|failure| match failure {
-                PublishFailure::Lost(e) => {
-                    PublishError::new(subject, PublishErrorKind::Connection, Some(e))
-                }
-                PublishFailure::Failed(kind, e) => PublishError::new(subject, kind, Some(e)),
-            })
+        let timer = self.inner.metrics.timer();
+        let result = self.inner.transport.notify(message).await;
+        let outcome = match result {
+            Ok(()) => PublishOutcome::Sent,
+            Err(_) => PublishOutcome::Failed,
+        };
+        self.inner.metrics.ended(label, outcome, timer);
+        result.map_err(|failure| match failure {
+            PublishFailure::Lost(e) => {
+                PublishError::new(subject, PublishErrorKind::Connection, Some(e))
+            }
+            PublishFailure::Failed(kind, e) => PublishError::new(subject, kind, Some(e)),
+        })
     }
 
     /// JSON payload, event id and publish time of `event`.
@@ -240,6 +262,7 @@ impl Bus {
         let id = raw_checks(subject, &headers)?;
         self.publish_message(
             Cow::Owned(subject.to_owned()),
+            export::RAW_SUBJECT,
             || headers.clone(),
             payload,
             &id,
@@ -257,7 +280,7 @@ impl Bus {
     ) -> Result<(), PublishError> {
         let id = raw_checks(subject, &headers)?;
         let message = Outgoing::new(subject.to_owned(), headers, payload, id);
-        self.send_notification(message).await
+        self.send_notification(message, export::RAW_SUBJECT).await
     }
 
     /// Counts of the durable consumer `durable` on `stream`, on any
@@ -296,8 +319,25 @@ impl Bus {
 
     /// Publishes raw bytes with the headers `make_headers` builds (once per
     /// attempt) and message id `msg_id`, retrying a lost acknowledgement
-    /// with the same id.
+    /// with the same id. `label` is the subject's metrics label: an event
+    /// type's subject, or a fixed word where the subject is not bounded.
     pub(crate) async fn publish_message(
+        &self,
+        subject: Cow<'static, str>,
+        label: &'static str,
+        make_headers: impl Fn() -> Headers,
+        payload: Bytes,
+        msg_id: &str,
+    ) -> Result<PubAck, PublishError> {
+        let timer = self.inner.metrics.timer();
+        let result = self
+            .publish_attempts(subject, make_headers, payload, msg_id)
+            .await;
+        self.inner.metrics.ended(label, outcome_of(&result), timer);
+        result
+    }
+
+    async fn publish_attempts(
         &self,
         subject: Cow<'static, str>,
         make_headers: impl Fn() -> Headers,
@@ -348,6 +388,15 @@ impl Bus {
             .restore(self.transport(), stream)
             .await
             .unwrap_or(false)
+    }
+}
+
+/// What a publish's result counts as in the metrics.
+fn outcome_of(result: &Result<PubAck, PublishError>) -> PublishOutcome {
+    match result {
+        Ok(ack) if ack.duplicate => PublishOutcome::Duplicate,
+        Ok(_) => PublishOutcome::Stored,
+        Err(_) => PublishOutcome::Failed,
     }
 }
 

@@ -4,9 +4,12 @@
 //! [`AppHandle::wait_status`](crate::AppHandle::wait_status). A health
 //! endpoint reads the same thing.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::watch;
+
+use crate::telemetry::Counters;
 
 /// The state of one handler's consume loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +46,14 @@ impl LoopState {
     /// `true` while messages can arrive: [`LoopState::Receiving`].
     pub fn is_receiving(&self) -> bool {
         matches!(self, LoopState::Receiving)
+    }
+
+    /// `true` when the loop counts as ready (the ops listener's `/readyz`):
+    /// only while [`Receiving`](LoopState::Receiving). Starting, recovering,
+    /// stopping, stopped and failed loops are not ready, and so is any
+    /// state added later (paused on a dependency, ...).
+    pub fn is_ready(&self) -> bool {
+        self.is_receiving()
     }
 
     /// A short name for logs and metrics labels: `starting`, `receiving`,
@@ -91,30 +102,40 @@ pub(crate) struct StateCell {
     handler: &'static str,
     source: String,
     tx: watch::Sender<(LoopState, SystemTime)>,
+    /// The handler's counters, whose metrics count the transitions.
+    stats: Arc<Counters>,
 }
 
 impl StateCell {
-    pub(crate) fn new(handler: &'static str, source: String) -> StateCell {
+    pub(crate) fn new(handler: &'static str, source: String, stats: Arc<Counters>) -> StateCell {
+        stats.metrics().transition(None, LoopState::Starting.name());
         StateCell {
             handler,
             source,
             tx: watch::channel((LoopState::Starting, SystemTime::now())).0,
+            stats,
         }
     }
 
     /// Moves to `state`, with a tracing event, unless it is already there
-    /// (a recovery's reason and attempt count as a change).
+    /// (a recovery's reason and attempt count as a change; the metrics
+    /// count a move to another state).
     pub(crate) fn set(&self, state: LoopState) {
+        let mut left = None;
         let changed = self.tx.send_if_modified(|(now, since)| {
             if *now == state {
                 return false;
             }
+            left = Some(now.name());
             *now = state.clone();
             *since = SystemTime::now();
             true
         });
         if !changed {
             return;
+        }
+        if left != Some(state.name()) {
+            self.stats.metrics().transition(left, state.name());
         }
         let (handler, source) = (self.handler, &self.source);
         match &state {

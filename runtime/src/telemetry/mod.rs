@@ -1,6 +1,20 @@
 //! Per-handler outcome counters: what each handler received and how each
 //! delivery ended. Read them with [`AppHandle::stats`](crate::AppHandle::stats);
 //! tests wait on them with [`AppHandle::wait_stats`](crate::AppHandle::wait_stats).
+//! With the `metrics` feature the same events also feed [`metrics`]
+//! (Prometheus names, served on the ops listener's `/metrics`), from the
+//! same call: one place records each event.
+
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+pub(crate) mod noop;
+
+#[cfg(feature = "metrics")]
+pub(crate) use metrics as export;
+#[cfg(not(feature = "metrics"))]
+pub(crate) use noop as export;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -50,27 +64,57 @@ pub(crate) enum Outcome {
     DeadLetterFailed,
 }
 
-/// The live counters of one handler.
+impl Outcome {
+    /// Every outcome, in discriminant order.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const ALL: [Outcome; 8] = [
+        Outcome::Received,
+        Outcome::Acked,
+        Outcome::Retried,
+        Outcome::DeadLettered,
+        Outcome::Terminated,
+        Outcome::Panicked,
+        Outcome::Undecodable,
+        Outcome::DeadLetterFailed,
+    ];
+}
+
+/// The live counters of one handler, and its exported metrics.
 #[derive(Debug)]
 pub(crate) struct Counters {
-    counts: [AtomicU64; 8],
+    counts: [AtomicU64; Outcome::ALL.len()],
     /// Bumped on every record, so that waiters wake without polling.
     changed: watch::Sender<()>,
+    metrics: export::HandlerMetrics,
 }
 
 impl Default for Counters {
     fn default() -> Self {
-        Counters {
-            counts: Default::default(),
-            changed: watch::channel(()).0,
-        }
+        Counters::new(export::HandlerMetrics::default())
     }
 }
 
 impl Counters {
+    pub(crate) fn new(metrics: export::HandlerMetrics) -> Self {
+        Counters {
+            counts: Default::default(),
+            changed: watch::channel(()).0,
+            metrics,
+        }
+    }
+
+    /// Records `outcome`: in the counts and in the exported metrics.
+    #[inline]
     pub(crate) fn record(&self, outcome: Outcome) {
         self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        self.metrics.outcome(outcome);
         self.changed.send_replace(());
+    }
+
+    /// The handler's exported metrics (timings, gauges).
+    #[inline]
+    pub(crate) fn metrics(&self) -> &export::HandlerMetrics {
+        &self.metrics
     }
 
     pub(crate) fn snapshot(&self) -> HandlerStats {

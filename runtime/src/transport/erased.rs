@@ -38,6 +38,8 @@ pub(crate) trait DynTransport: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), TopologyError>>;
     fn describe(&self) -> String;
     fn capabilities(&self) -> Capabilities;
+    #[cfg_attr(not(feature = "ops"), allow(dead_code))]
+    fn is_connected(&self) -> bool;
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -89,6 +91,9 @@ impl<T: Transport> DynTransport for T {
     }
     fn capabilities(&self) -> Capabilities {
         Transport::capabilities(self)
+    }
+    fn is_connected(&self) -> bool {
+        Transport::is_connected(self)
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -83,6 +83,14 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// What the broker does natively for durable consumers.
     fn capabilities(&self) -> Capabilities;
 
+    /// `false` while the connection to the broker is known to be down
+    /// (reconnecting): the ops listener's `/readyz` says not ready at once,
+    /// before any consume loop notices. By default `true` (a transport
+    /// that cannot tell relies on its consume loops' states).
+    fn is_connected(&self) -> bool {
+        true
+    }
+
     /// One publish attempt into a stream, awaiting the broker's
     /// acknowledgement. The runtime retries a [`PublishFailure::Lost`] with
     /// the same [`Outgoing::id`].

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::{NatsTransport, PullTiming};
 use crate::app::ConnectOptions;
+use crate::telemetry::export;
 use crate::transport::{ConnectError, ConnectErrorKind};
 
 /// Connects as client `name`; pull requests use `pull`.
@@ -73,25 +74,40 @@ async fn client(
     }
     let url = crate::transport::select::redact(&options.url);
     let first = Arc::new(AtomicBool::new(true));
+    // whether the connection counts as up in the metrics
+    let up = Arc::new(AtomicBool::new(false));
     let reconnects = Arc::new(reconnects);
     o = o.event_callback(move |event| {
         let reconnects = reconnects.clone();
         let url = url.clone();
         let first = first.clone();
+        let up = up.clone();
         async move {
             match event {
                 async_nats::Event::Connected => {
                     // The initial connection is not a reconnect: nothing to re-issue.
-                    if first.swap(false, Ordering::Relaxed) {
-                        tracing::debug!(%url, "connected to NATS");
-                    } else {
+                    let again = !first.swap(false, Ordering::Relaxed);
+                    if again {
                         tracing::info!(%url, "reconnected to NATS");
                         reconnects.send_modify(|n| *n += 1);
+                    } else {
+                        tracing::debug!(%url, "connected to NATS");
+                    }
+                    if !up.swap(true, Ordering::Relaxed) {
+                        export::connected("nats", again);
                     }
                 }
-                async_nats::Event::Closed => tracing::debug!(%url, "NATS connection closed"),
+                async_nats::Event::Closed => {
+                    tracing::debug!(%url, "NATS connection closed");
+                    if up.swap(false, Ordering::Relaxed) {
+                        export::disconnected("nats", false);
+                    }
+                }
                 async_nats::Event::Disconnected => {
-                    tracing::warn!(%url, "disconnected from NATS; reconnecting")
+                    tracing::warn!(%url, "disconnected from NATS; reconnecting");
+                    if up.swap(false, Ordering::Relaxed) {
+                        export::disconnected("nats", true);
+                    }
                 }
                 async_nats::Event::LameDuckMode => {
                     tracing::warn!(%url, "server entered lame duck mode")

@@ -183,6 +183,10 @@ impl Transport for NatsTransport {
         format!("JetStream on nats-server {} at {}", info.version, info.host)
     }
 
+    fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             give_back: !older_than_2_10(&self.server_version()),

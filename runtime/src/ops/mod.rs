@@ -1,0 +1,72 @@
+//! The ops listener (feature `ops`): one HTTP listener per app, off unless
+//! an address is configured ([`App::ops`](crate::App::ops) or
+//! `JETFLOW_OPS_ADDR` with [`App::from_env`](crate::App::from_env)).
+//!
+//! | path | answers |
+//! |---|---|
+//! | `/healthz` | `200 ok` while the process serves it (liveness) |
+//! | `/readyz` | `200` when connected, provisioned and every consume loop [receiving](crate::LoopState::is_ready); else `503`; a JSON body names each handler and its state, and why it is not ready |
+//! | `/metrics` | the Prometheus scrape of [`telemetry::metrics`](crate::telemetry) (feature `metrics`); without the feature `501` saying so |
+//!
+//! The listener starts with the app, before it connects (so `/healthz`
+//! answers and `/readyz` says "connecting" during start-up), and stops at
+//! the end of [`AppHandle::stop`](crate::AppHandle::stop).
+//!
+//! # Adding routes
+//!
+//! The listener serves one axum [`Router`], built by [`router`] from one
+//! router per module: a module with pages of its own (the AsyncAPI
+//! document, ...) writes `pub(crate) fn routes(..) -> Router` and [`router`]
+//! merges it, next to `health::routes` and `scrape::routes`. A service adds
+//! routes of its own with [`App::ops_routes`](crate::App::ops_routes).
+//! Paths must not overlap: a path served twice stops the app at start-up
+//! with [`OpsErrorKind::Route`].
+
+mod error;
+mod health;
+mod listener;
+mod readiness;
+mod scrape;
+
+pub use error::{OpsError, OpsErrorKind};
+pub(crate) use listener::Listener;
+pub(crate) use readiness::Readiness;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+/// Every route of the ops listener: jetflow's own (health, readiness,
+/// metrics) and `extra` (the service's, from
+/// [`App::ops_routes`](crate::App::ops_routes)). Merge a module's routes
+/// here.
+pub(crate) fn router(readiness: Arc<Readiness>, extra: Option<Router>) -> Result<Router, OpsError> {
+    let ours = Router::new()
+        .merge(health::routes(readiness))
+        .merge(scrape::routes());
+    match extra {
+        None => Ok(ours),
+        Some(extra) => merge(ours, extra),
+    }
+}
+
+/// `a` with the routes of `b`; a path both serve is an error, not a panic.
+fn merge(a: Router, b: Router) -> Result<Router, OpsError> {
+    // axum refuses overlapping routes by panicking; turn that into an error
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.merge(b))).map_err(|panic| {
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        OpsError::new(
+            None,
+            OpsErrorKind::Route,
+            format!(
+                "the routes given to App::ops_routes overlap the ops listener's ({text}); \
+                 `/healthz`, `/readyz` and `/metrics` are jetflow's: serve yours on other paths"
+            ),
+            None,
+        )
+    })
+}
