@@ -6,6 +6,7 @@
 //! JETFLOW_URL=redis://127.0.0.1:6379 cargo run --example shop --features redis   # on Redis Streams
 //! cargo run --example shop -- --check-schemas      # the schema gate only
 //! cargo run --example shop -- --asyncapi shop.yaml  # also write the AsyncAPI document (.json or .yaml)
+//! cargo run --example shop -- --ops 127.0.0.1:9090 --serve   # /healthz, /readyz, /metrics (or JETFLOW_OPS_ADDR)
 //! ```
 //!
 //! The producer publishes five `OrderCreated` events. Two handlers in two
@@ -182,6 +183,15 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
                 .ok_or("--asyncapi needs a file path, e.g. --asyncapi shop.yaml")
         })
         .transpose()?;
+    let ops = args
+        .iter()
+        .position(|a| a == "--ops")
+        .map(|i| {
+            args.get(i + 1)
+                .cloned()
+                .ok_or("--ops needs an address, e.g. --ops 127.0.0.1:9090")
+        })
+        .transpose()?;
 
     // The schema gate: the contract of every published version is frozen.
     let gate = SchemaGate::new(concat!(env!("CARGO_MANIFEST_DIR"), "/shop/schemas"))
@@ -215,7 +225,12 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // Starting provisions the streams (ORDER, DLQ) and one durable consumer per group.
     let journal = Journal::default();
     let stock = Stock(Arc::new(Mutex::new(100)));
-    let app = App::new("shop")
+    // `from_env`: JETFLOW_OPS_ADDR switches the ops listener on; `--ops` too.
+    let mut app = App::from_env("shop");
+    if let Some(addr) = &ops {
+        app = app.ops(addr);
+    }
+    let app = app
         .connect_options(connect)
         .state(stock.clone())
         .state(journal.clone())
@@ -235,6 +250,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     let mut handle = app.start().await?;
     println!("shop demo on {}", handle.bus().transport_name());
+    if let Some(addr) = handle.ops_addr() {
+        println!("ops: http://{addr}/healthz  http://{addr}/readyz  http://{addr}/metrics");
+    }
 
     // Streams and durable consumers outlive this process, so order ids carry
     // a per-run suffix and only this run's orders are checked.

@@ -206,12 +206,17 @@ bench_handler!(
     ordered_by = lane
 );
 bench_handler!(consume_c64, group = "bench_c64", concurrency = 64);
+// the same two with metrics on (each phase reads every message: own group)
+bench_handler!(consume_c1_metrics, group = "bench_c1_m", concurrency = 1);
+bench_handler!(consume_c64_metrics, group = "bench_c64_m", concurrency = 64);
 
-/// A jetflow `App` running one handler over the `W + N` messages.
+/// A jetflow `App` running one handler over the `W + N` messages, with
+/// its metrics on (recorded into jetflow's Prometheus registry, installed
+/// at the start of the bench) or off.
 async fn consume_jetflow<H: Handler>(
     url: &str,
     js: &jetstream::Context,
-    handler: H,
+    (handler, metrics): (H, bool),
     group: &str,
     warm: u64,
     n: u64,
@@ -219,6 +224,7 @@ async fn consume_jetflow<H: Handler>(
     let counter = Counter::new(warm, n);
     let handle = App::new("bench")
         .url(url)
+        .metrics(metrics)
         .state(counter.clone())
         .handler(handler)
         .start()
@@ -523,10 +529,12 @@ async fn main() -> anyhow::Result<()> {
     let url = server.url();
     let client = async_nats::connect(&url).await?;
     let js = jetstream::new(client.clone());
-    let bus = Bus::on(
-        jetflow::transport::nats::NatsTransport::from_client(client.clone()),
-        "bench",
-    );
+    // Metrics are recorded as an app with the ops listener records them;
+    // every phase but the `metrics` ones switches them off.
+    jetflow::telemetry::metrics::install()?;
+    let bus_app = |metrics| App::new("bench").url(&url).metrics(metrics).start();
+    let (quiet, metered) = (bus_app(false).await?, bus_app(true).await?);
+    let (bus, bus_metrics) = (quiet.bus().clone(), metered.bus().clone());
     for (name, subject) in [("BENCH", "bench.>"), (RAW_STREAM, "rawbench.>")] {
         // What jetflow creates by default: file storage, 2 min dedup window.
         js.create_stream(stream::Config {
@@ -612,35 +620,56 @@ async fn main() -> anyhow::Result<()> {
         &mut rows,
         "consume jetflow, concurrency 1",
         limit,
-        consume_jetflow(&url, &js, consume_c1, "bench_c1", warm, n),
+        consume_jetflow(&url, &js, (consume_c1, false), "bench_c1", warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, c=1, metrics",
+        limit,
+        consume_jetflow(&url, &js, (consume_c1_metrics, true), "bench_c1_m", warm, n),
     )
     .await;
     phase(
         &mut rows,
         "consume jetflow, c=1, prefetch 0",
         limit,
-        consume_jetflow(&url, &js, consume_strict, "bench_strict", warm, n),
+        consume_jetflow(&url, &js, (consume_strict, false), "bench_strict", warm, n),
     )
     .await;
     phase(
         &mut rows,
         "consume jetflow, concurrency 8",
         limit,
-        consume_jetflow(&url, &js, consume_c8, "bench_c8", warm, n),
+        consume_jetflow(&url, &js, (consume_c8, false), "bench_c8", warm, n),
     )
     .await;
     phase(
         &mut rows,
         "consume jetflow, concurrency 64",
         limit,
-        consume_jetflow(&url, &js, consume_c64, "bench_c64", warm, n),
+        consume_jetflow(&url, &js, (consume_c64, false), "bench_c64", warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, c=64, metrics",
+        limit,
+        consume_jetflow(
+            &url,
+            &js,
+            (consume_c64_metrics, true),
+            "bench_c64_m",
+            warm,
+            n,
+        ),
     )
     .await;
     phase(
         &mut rows,
         "consume jetflow, c=64, ordered, 64 keys",
         limit,
-        consume_jetflow(&url, &js, consume_lanes, "bench_lanes", warm, n),
+        consume_jetflow(&url, &js, (consume_lanes, false), "bench_lanes", warm, n),
     )
     .await;
     phase(
@@ -670,6 +699,13 @@ async fn main() -> anyhow::Result<()> {
         "publish jetflow, 256 concurrent",
         limit,
         publish_typed_concurrent(&bus, warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "publish jetflow, 256 concurrent, metrics",
+        limit,
+        publish_typed_concurrent(&bus_metrics, warm, n),
     )
     .await;
 
@@ -761,6 +797,21 @@ async fn main() -> anyhow::Result<()> {
             "publish jetflow, 256 concurrent",
             "publish raw, pipelined (256)",
         ),
+        (
+            "metrics on / off: consume c=1",
+            "consume jetflow, c=1, metrics",
+            "consume jetflow, concurrency 1",
+        ),
+        (
+            "metrics on / off: consume c=64",
+            "consume jetflow, c=64, metrics",
+            "consume jetflow, concurrency 64",
+        ),
+        (
+            "metrics on / off: publish 256 concurrent",
+            "publish jetflow, 256 concurrent, metrics",
+            "publish jetflow, 256 concurrent",
+        ),
     ] {
         match (get(a), get(b)) {
             (Some(x), Some(y)) => println!(
@@ -771,6 +822,14 @@ async fn main() -> anyhow::Result<()> {
             _ => println!("{label:<46} {:>10} {:>10}", "n/a", "n/a"),
         }
     }
+    // the registry holds what a scrape would read: the metered phases' counts
+    let scrape = jetflow::telemetry::metrics::render().unwrap_or_default();
+    eprintln!(
+        "metrics: {} series lines in the scrape",
+        scrape.lines().filter(|l| !l.starts_with('#')).count()
+    );
+    quiet.stop().await?;
+    metered.stop().await?;
     drop(client);
     drop(server);
     if rows.iter().any(|r| r.result.is_err()) {

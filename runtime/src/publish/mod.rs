@@ -72,7 +72,7 @@ impl std::fmt::Debug for Bus {
 impl Bus {
     /// A bus on `transport`; `source` names the publishing service (`ce-source`).
     pub fn on(transport: impl Transport, source: impl Into<String>) -> Bus {
-        Bus::with(transport, source.into(), None, PublishMetrics::default())
+        Bus::with(transport, source.into(), None, PublishMetrics::new(true))
     }
 
     /// An app's bus: a publish that finds no stream recreates the app's

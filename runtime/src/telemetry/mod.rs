@@ -88,12 +88,6 @@ pub(crate) struct Counters {
     metrics: export::HandlerMetrics,
 }
 
-impl Default for Counters {
-    fn default() -> Self {
-        Counters::new(export::HandlerMetrics::default())
-    }
-}
-
 impl Counters {
     pub(crate) fn new(metrics: export::HandlerMetrics) -> Self {
         Counters {

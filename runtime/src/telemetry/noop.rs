@@ -10,7 +10,7 @@ use crate::topology::ConsumerState;
 pub(crate) const RAW_SUBJECT: &str = "raw";
 pub(crate) const DLQ_SUBJECT: &str = "dlq";
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct HandlerMetrics;
 
 #[derive(Debug)]
@@ -50,14 +50,13 @@ pub(crate) enum PublishOutcome {
     Failed,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct PublishMetrics;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PublishTimer;
 
 impl PublishMetrics {
-    #[allow(dead_code)]
     pub(crate) fn new(_on: bool) -> Self {
         PublishMetrics
     }

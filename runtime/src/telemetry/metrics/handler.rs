@@ -14,7 +14,7 @@ use crate::telemetry::Outcome;
 use crate::topology::ConsumerState;
 
 /// The metrics of one handler (nothing when the app's metrics are off).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct HandlerMetrics(Option<Box<Handles>>);
 
 #[derive(Debug)]

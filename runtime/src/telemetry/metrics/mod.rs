@@ -228,3 +228,51 @@ pub(crate) fn describe() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's metric table lists exactly [`METRICS`]: name, type, labels.
+    #[test]
+    fn the_readme_table_is_the_metrics_table() {
+        let readme = include_str!("../../../../README.md");
+        let documented: Vec<(String, String, String)> = readme
+            .lines()
+            .filter(|l| l.starts_with("| `jetflow_"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (
+                    cells[1].trim_matches('`').to_owned(),
+                    cells[2].to_owned(),
+                    cells[3].to_owned(),
+                )
+            })
+            .collect();
+        let emitted: Vec<(String, String, String)> = METRICS
+            .iter()
+            .map(|m| {
+                let kind = format!("{:?}", m.kind).to_lowercase();
+                (m.name.to_owned(), kind, m.labels.join(", "))
+            })
+            .collect();
+        assert_eq!(documented, emitted);
+    }
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        for m in METRICS {
+            assert!(m.name.starts_with("jetflow_"), "{}", m.name);
+            match m.kind {
+                Kind::Counter => assert!(m.name.ends_with("_total"), "{}", m.name),
+                Kind::Histogram => assert!(m.name.ends_with("_seconds"), "{}", m.name),
+                Kind::Gauge => assert!(!m.name.ends_with("_total"), "{}", m.name),
+            }
+            assert!(
+                m.labels
+                    .iter()
+                    .all(|l| !l.is_empty() && !l.starts_with("__"))
+            );
+        }
+    }
+}

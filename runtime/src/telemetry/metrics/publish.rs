@@ -40,12 +40,6 @@ pub(crate) struct PublishMetrics {
     enabled: bool,
 }
 
-impl Default for PublishMetrics {
-    fn default() -> Self {
-        PublishMetrics { enabled: true }
-    }
-}
-
 /// When a publish was sent (`None` when metrics are off).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PublishTimer(Option<Instant>);
