@@ -828,6 +828,7 @@ async fn main() -> anyhow::Result<()> {
         "metrics: {} series lines in the scrape",
         scrape.lines().filter(|l| !l.starts_with('#')).count()
     );
+    drop((bus, bus_metrics));
     quiet.stop().await?;
     metered.stop().await?;
     drop(client);

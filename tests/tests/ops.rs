@@ -11,13 +11,14 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jetflow::prelude::*;
 use jetflow::telemetry::metrics::METRICS;
 use jetflow_tests::ops::{Scrape, get, scrape, until};
 use jetflow_tests::{WAIT, server};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 /// One test of this binary at a time (see the module docs).
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -527,4 +528,105 @@ fn metric_names(expr: &str) -> Vec<String> {
         .filter(|t| t.starts_with("jetflow_"))
         .map(str::to_owned)
         .collect()
+}
+
+#[handler(group = "linger")]
+async fn linger(_p: Parcel, State(gate): State<Arc<Notify>>) {
+    gate.notified().await;
+}
+
+/// A service's own routes are served beside jetflow's; `/readyz` says
+/// `stopping` while a stop drains; the listener goes with the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_routes_and_readiness_while_stopping() {
+    jetflow_tests::init_tracing();
+    let gate = Arc::new(Notify::new());
+    let version = axum::Router::new().route("/version", axum::routing::get(|| async { "1.4.2" }));
+    let app = App::new("lingering")
+        .url("memory://ops-stopping")
+        .ops("127.0.0.1:0")
+        .ops_routes(version)
+        .state(gate.clone())
+        .handler(linger)
+        .shutdown_grace(Duration::from_secs(30))
+        .start()
+        .await
+        .expect("app starts");
+    let addr = app.ops_addr().expect("listening");
+    let v = get(addr, "/version").await.expect("GET /version");
+    assert_eq!((v.status, v.body.as_str()), (200, "1.4.2"));
+    until(addr, "/readyz", WAIT, "ready", |a| a.status == 200).await;
+
+    let p = Parcel {
+        key: "slow".into(),
+        fate: "ok".into(),
+    };
+    app.bus().publish(&p).await.expect("publish");
+    app.wait_stats("linger", WAIT, |s| s.received == 1)
+        .await
+        .expect("the handler runs");
+    let stopping = tokio::spawn(app.stop());
+    let body = until(addr, "/readyz", WAIT, "not ready while stopping", |a| {
+        a.status == 503 && a.json()["phase"] == "stopping"
+    })
+    .await
+    .json();
+    assert!(
+        body["reasons"]
+            .as_array()
+            .expect("reasons")
+            .iter()
+            .any(|r| r == "the app is stopping"),
+        "{body}"
+    );
+    let h = get(addr, "/healthz").await.expect("healthz while stopping");
+    assert_eq!(h.status, 200);
+    gate.notify_one();
+    stopping.await.expect("stop task").expect("stops");
+    assert!(
+        get(addr, "/healthz").await.is_err(),
+        "the listener stops with the app"
+    );
+}
+
+/// A route of the service's own on one of jetflow's paths is refused when
+/// the app starts, with the path named, not a panic.
+#[tokio::test]
+async fn a_service_route_on_a_jetflow_path_is_refused() {
+    let clash = axum::Router::new().route("/healthz", axum::routing::get(|| async { "mine" }));
+    let err = App::new("clash")
+        .url("memory://ops-clash")
+        .ops("127.0.0.1:0")
+        .ops_routes(clash)
+        .handler(beacon)
+        .start()
+        .await
+        .expect_err("overlapping routes");
+    match &err {
+        jetflow::Error::Ops(e) => assert_eq!(e.kind(), jetflow::ops::OpsErrorKind::Route),
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("/healthz"), "{err}");
+}
+
+/// An address that cannot be listened on stops the app with a typed error
+/// that names it.
+#[tokio::test]
+async fn an_ops_address_in_use_is_a_typed_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let err = App::new("taken")
+        .url("memory://ops-taken")
+        .ops(addr.clone())
+        .handler(beacon)
+        .start()
+        .await
+        .expect_err("address in use");
+    match &err {
+        jetflow::Error::Ops(e) => {
+            assert_eq!(e.kind(), jetflow::ops::OpsErrorKind::Bind);
+            assert_eq!(e.addr(), Some(addr.as_str()));
+        }
+        other => panic!("{other}"),
+    }
 }

@@ -109,7 +109,10 @@ impl App {
                 tracing::warn!(error = %e, "`/metrics` will not serve jetflow's metrics");
             }
             let readiness = crate::ops::Readiness::new();
-            let router = crate::ops::router(readiness.clone(), self.ops_routes.take())?;
+            let router = crate::ops::router(crate::ops::Parts {
+                readiness: readiness.clone(),
+                extra: self.ops_routes.take(),
+            })?;
             let listener = crate::ops::Listener::bind(&addr, router).await?;
             Ok(Some(Serving {
                 listener,

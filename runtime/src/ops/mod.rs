@@ -14,13 +14,17 @@
 //!
 //! # Adding routes
 //!
-//! The listener serves one axum [`Router`], built by [`router`] from one
-//! router per module: a module with pages of its own (the AsyncAPI
-//! document, ...) writes `pub(crate) fn routes(..) -> Router` and [`router`]
-//! merges it, next to `health::routes` and `scrape::routes`. A service adds
-//! routes of its own with [`App::ops_routes`](crate::App::ops_routes).
-//! Paths must not overlap: a path served twice stops the app at start-up
-//! with [`OpsErrorKind::Route`].
+//! A service serves routes of its own next to these with
+//! [`App::ops_routes`](crate::App::ops_routes). Paths must not overlap: a
+//! path served twice stops the app at start-up with
+//! [`OpsErrorKind::Route`].
+
+// How jetflow's own modules add pages (the AsyncAPI document, ...):
+// 1. write `pub(crate) fn routes(..) -> axum::Router` in the module;
+// 2. add what it needs from the app to `Parts` (e.g. the `AsyncApi` of
+//    `App::asyncapi()`), filled in by `App::serve_ops` (app/ops.rs), the one
+//    place the listener is started;
+// 3. merge it in `router` below, next to `health::routes` and `scrape::routes`.
 
 mod error;
 mod health;
@@ -36,15 +40,22 @@ use std::sync::Arc;
 
 use axum::Router;
 
+/// What the listener's routes need from the app.
+pub(crate) struct Parts {
+    /// What `/readyz` reports, updated by the app.
+    pub(crate) readiness: Arc<Readiness>,
+    /// The service's own routes ([`App::ops_routes`](crate::App::ops_routes)).
+    pub(crate) extra: Option<Router>,
+}
+
 /// Every route of the ops listener: jetflow's own (health, readiness,
-/// metrics) and `extra` (the service's, from
-/// [`App::ops_routes`](crate::App::ops_routes)). Merge a module's routes
-/// here.
-pub(crate) fn router(readiness: Arc<Readiness>, extra: Option<Router>) -> Result<Router, OpsError> {
+/// metrics; a module with pages of its own merges its `routes()` here) and
+/// the service's.
+pub(crate) fn router(parts: Parts) -> Result<Router, OpsError> {
     let ours = Router::new()
-        .merge(health::routes(readiness))
+        .merge(health::routes(parts.readiness))
         .merge(scrape::routes());
-    match extra {
+    match parts.extra {
         None => Ok(ours),
         Some(extra) => merge(ours, extra),
     }
