@@ -1,4 +1,4 @@
-//! Metrics through the [`metrics`](::metrics) facade (feature `metrics`),
+//! Metrics through the [`metrics`] facade (feature `metrics`),
 //! and the Prometheus registry that the ops listener serves on `/metrics`.
 //!
 //! Every event a consume loop records feeds the in-process
@@ -12,7 +12,7 @@
 //!   [`install`]; [`render`] gives the scrape text, for an HTTP server of
 //!   your own;
 //! - a recorder of your own (StatsD, OpenTelemetry, ...) installed before
-//!   the app starts, with [`metrics::set_global_recorder`](::metrics::set_global_recorder);
+//!   the app starts, with [`metrics::set_global_recorder`];
 //! - none: the handles do nothing (switch an app's metrics off entirely
 //!   with [`App::metrics`](crate::App::metrics)).
 //!
