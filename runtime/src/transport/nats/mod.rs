@@ -332,6 +332,10 @@ impl Acker for NatsAcker {
 pub struct NatsSubscription(Kind);
 
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per consume loop, created once and never moved per message"
+)]
 enum Kind {
     Pull(PullSubscription),
     Core(CoreSubscription),
