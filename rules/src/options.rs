@@ -512,7 +512,8 @@ mod tests {
         );
         assert_eq!(
             OptionError::AckWaitTooShort.to_string(),
-            "`ack_wait` must be at least `1ms`, e.g. `ack_wait = \"30s\"`"
+            "`ack_wait` must be at least `1s`: in-progress signals go every half ack wait, and a \
+             shorter one leaves no margin for a round trip; e.g. `ack_wait = \"30s\"`"
         );
     }
 
