@@ -72,14 +72,20 @@ pub const MAX_PREFETCH: u32 = 65_535;
 /// ```
 pub const DEFAULT_DEAD_LETTER: bool = true;
 
-/// The shortest `ack_wait`: 1ms.
+/// The shortest `ack_wait`: 1s.
+///
+/// jetflow keeps a running handler's message with an in-progress signal
+/// every `ack_wait / 2`, and a message waiting in the prefetch buffer with
+/// one once it waited `ack_wait / 4`. Below a second, one network round
+/// trip or scheduling hiccup eats that margin and the server redelivers a
+/// message that is still being handled.
 ///
 /// ```
 /// use std::time::Duration;
 ///
-/// assert_eq!(jetflow_rules::MIN_ACK_WAIT, Duration::from_millis(1));
+/// assert_eq!(jetflow_rules::MIN_ACK_WAIT, Duration::from_secs(1));
 /// ```
-pub const MIN_ACK_WAIT: Duration = Duration::from_millis(1);
+pub const MIN_ACK_WAIT: Duration = Duration::from_secs(1);
 
 /// The largest `concurrency`: 65535.
 ///
@@ -143,7 +149,7 @@ pub fn check_prefetch(prefetch: u32) -> Result<(), OptionError> {
 /// use jetflow_rules::check_ack_wait;
 ///
 /// assert!(check_ack_wait(Duration::from_secs(30)).is_ok());
-/// assert!(check_ack_wait(Duration::from_micros(10)).is_err());
+/// assert!(check_ack_wait(Duration::from_millis(500)).is_err());
 /// ```
 pub fn check_ack_wait(ack_wait: Duration) -> Result<(), OptionError> {
     if ack_wait < MIN_ACK_WAIT {
@@ -359,7 +365,10 @@ impl fmt::Display for OptionError {
                 write!(f, "`concurrency` must be between 1 and {MAX_CONCURRENCY}")
             }
             OptionError::AckWaitTooShort => {
-                f.write_str("`ack_wait` must be at least `1ms`, e.g. `ack_wait = \"30s\"`")
+                f.write_str(
+                    "`ack_wait` must be at least `1s`: in-progress signals go every half ack wait, and a \
+                     shorter one leaves no margin for a round trip; e.g. `ack_wait = \"30s\"`",
+                )
             }
             OptionError::PrefetchTooLarge => write!(
                 f,
@@ -445,7 +454,7 @@ mod tests {
             Err(OptionError::AckWaitTooShort)
         );
         assert_eq!(
-            check_ack_wait(Duration::from_micros(999)),
+            check_ack_wait(Duration::from_millis(999)),
             Err(OptionError::AckWaitTooShort)
         );
         assert!(check_ack_wait(MIN_ACK_WAIT).is_ok());
@@ -503,7 +512,8 @@ mod tests {
         );
         assert_eq!(
             OptionError::AckWaitTooShort.to_string(),
-            "`ack_wait` must be at least `1ms`, e.g. `ack_wait = \"30s\"`"
+            "`ack_wait` must be at least `1s`: in-progress signals go every half ack wait, and a \
+             shorter one leaves no margin for a round trip; e.g. `ack_wait = \"30s\"`"
         );
     }
 

@@ -292,7 +292,7 @@ mod tests {
             .group("inventory")
             .max_deliver(3)
             .backoff(&[S1, S5])
-            .ack_wait(Duration::from_millis(1))
+            .ack_wait(Duration::from_secs(1))
             .concurrency(65_535);
         assert_eq!(o.validate(), Ok(()));
         assert_eq!(
@@ -318,7 +318,7 @@ mod tests {
         let h = HandlerOptions::new("h");
         assert_eq!(rejected(h.max_deliver(0)), "max_deliver");
         assert_eq!(rejected(h.concurrency(0)), "concurrency");
-        assert_eq!(rejected(h.ack_wait(Duration::from_micros(999))), "ack_wait");
+        assert_eq!(rejected(h.ack_wait(Duration::from_millis(999))), "ack_wait");
         assert_eq!(rejected(h.backoff(&[])), "backoff");
         assert_eq!(rejected(h.backoff(&[S1; 5])), "backoff");
         assert_eq!(rejected(h.max_deliver(2).backoff(&[S1; 2])), "backoff");

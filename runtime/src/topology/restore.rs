@@ -18,6 +18,12 @@ use crate::transport::DynTransport;
 
 /// The least time between two attempts to recreate one stream.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a stream found missing is left alone before it is recreated.
+/// A server may still be removing the deleted stream's files for a moment
+/// after it answered the delete: nats-server 2.9 removes the files of a
+/// stream recreated at once under the same name (its publishes then fail
+/// with "error opening msg block file").
+const SETTLE: Duration = Duration::from_millis(750);
 
 /// The streams an app declared, and how it may provision them.
 #[derive(Debug)]
@@ -74,6 +80,7 @@ impl Declared {
         {
             return Ok(*worked);
         }
+        tokio::time::sleep(SETTLE).await;
         let result = transport
             .declare_streams(std::slice::from_ref(stream), self.policy)
             .await;

@@ -245,10 +245,15 @@ impl Transport for NatsTransport {
     }
 
     async fn subscribe(&self, consumer: &ConsumerDecl) -> Result<NatsSubscription, BoxError> {
+        // Requests within the consumer's own limits (an operator may have
+        // set them on a consumer bound with `BindOnly`); without the info,
+        // each limit is learned from the server's first refusal.
+        let limits = topology::request_limits(&self.js, consumer).await;
         let pull = PullSubscription::open(
             self.client.clone(),
             consumer,
             self.pull,
+            limits,
             self.reconnects.clone(),
         )
         .await?;
@@ -331,6 +336,10 @@ impl Acker for NatsAcker {
 pub struct NatsSubscription(Kind);
 
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per consume loop, created once and never moved per message"
+)]
 enum Kind {
     Pull(PullSubscription),
     Core(CoreSubscription),

@@ -191,6 +191,26 @@ pub(super) async fn consumer_status(
     }
 }
 
+/// The durable's limits on one pull request; none known when its info
+/// cannot be read.
+pub(super) async fn request_limits(
+    js: &jetstream::Context,
+    decl: &ConsumerDecl,
+) -> super::pull::RequestLimits {
+    let info = async {
+        js.get_stream_no_info(&decl.stream)
+            .await
+            .ok()?
+            .consumer_info(&decl.durable)
+            .await
+            .ok()
+    };
+    match info.await {
+        Some(info) => super::pull::RequestLimits::of(&info.config),
+        None => super::pull::RequestLimits::default(),
+    }
+}
+
 pub(super) async fn read_stream(
     js: &jetstream::Context,
     name: &str,

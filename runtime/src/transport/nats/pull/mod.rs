@@ -6,10 +6,16 @@
 //! Credits granted and not yet used stay valid across everything this
 //! module handles by itself: an expired request gives its unfilled credits
 //! back for the next request; a reconnect or an unexpected status opens a
-//! fresh inbox and asks again. What it cannot handle (consumer deleted, no
-//! responders, no heartbeat) it reports as [`Lost`].
+//! fresh inbox and asks again; a request the consumer's limits refuse is
+//! asked again within them ([`requests`]). What it cannot handle (consumer
+//! deleted, no responders, no heartbeat, statuses that keep coming back
+//! without anything delivered) it reports as [`Lost`], so the consume loop
+//! recovers with its capped backoff — never a tight loop of requests.
 //!
 //! [`Subscription`]: crate::transport::Subscription
+
+mod meta;
+mod requests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +23,19 @@ use std::time::Duration;
 use async_nats::jetstream::AckKind;
 use async_nats::{Message as NatsMessage, StatusCode, Subscriber};
 use futures_util::StreamExt;
-use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use self::meta::AckMeta;
+pub(crate) use self::requests::RequestLimits;
+use self::requests::{Limit, Requests};
 use super::{NatsAcker, PullTiming, headers};
 use crate::topology::ConsumerDecl;
 use crate::transport::{BoxError, DeliveryInfo, Inbound, Lost, Message};
+
+/// Fresh inboxes in a row, without a message or heartbeat between them,
+/// before the subscription is reported lost.
+const MAX_RESETS: u32 = 4;
 
 #[derive(Debug)]
 pub(crate) struct PullSubscription {
@@ -31,14 +43,14 @@ pub(crate) struct PullSubscription {
     stream: Arc<str>,
     durable: Arc<str>,
     request_subject: String,
-    timing: PullTiming,
     inbox: String,
     /// `None` after a reset, until the next inbox is subscribed.
     sub: Option<Subscriber>,
-    /// Credits granted but not yet asked for.
-    unrequested: usize,
-    /// Credits in pull requests the server still holds.
-    requested: usize,
+    /// Credits asked for and not, the waiting requests, learned limits.
+    requests: Requests,
+    /// Fresh inboxes opened since the server last delivered or sent a
+    /// heartbeat: past [`MAX_RESETS`] the subscription is reported lost.
+    resets: u32,
     last_activity: Instant,
     reconnects: watch::Receiver<u64>,
     /// The reconnect counter's sender is gone: stop watching it.
@@ -49,8 +61,10 @@ pub(crate) struct PullSubscription {
 enum Arrival {
     Message(Box<Message<NatsAcker>>),
     Heartbeat,
-    /// A request ended; `Some(n)`: `n` of its credits were not used.
-    RequestEnded(Option<usize>),
+    /// The oldest request ended (expired, or ended early by the server).
+    RequestEnded,
+    /// The server refused a request that exceeds one of its limits.
+    Refused(Limit),
     Lost(Lost),
     /// Start afresh on a new inbox.
     Reset(String),
@@ -62,6 +76,7 @@ impl PullSubscription {
         client: async_nats::Client,
         consumer: &ConsumerDecl,
         timing: PullTiming,
+        limits: RequestLimits,
         mut reconnects: watch::Receiver<u64>,
     ) -> Result<PullSubscription, BoxError> {
         let inbox = client.new_inbox();
@@ -76,11 +91,10 @@ impl PullSubscription {
             stream: consumer.stream.as_str().into(),
             durable: consumer.durable.as_str().into(),
             client,
-            timing,
             inbox,
             sub: Some(sub),
-            unrequested: 0,
-            requested: 0,
+            requests: Requests::new(timing, limits),
+            resets: 0,
             last_activity: Instant::now(),
             reconnects,
             reconnects_closed: false,
@@ -88,7 +102,7 @@ impl PullSubscription {
     }
 
     pub(crate) fn grant(&mut self, credits: usize) {
-        self.unrequested += credits;
+        self.requests.grant(credits);
     }
 
     /// Cancel-safe: every state change happens after the await it depends on
@@ -109,21 +123,20 @@ impl PullSubscription {
                     }
                 }
             }
-            if self.unrequested > 0 {
-                let batch = self.unrequested;
+            while let Some(batch) = self.requests.next_batch(Instant::now()) {
                 if let Err(e) = self.request(batch).await {
                     return Inbound::Lost(Lost::Unavailable(format!(
                         "could not send a pull request: {e}"
                     )));
                 }
-                if self.requested == 0 {
+                if self.requests.requested() == 0 {
                     self.last_activity = Instant::now();
                 }
-                self.requested += batch;
-                self.unrequested -= batch;
+                self.requests.sent(batch);
             }
-            let silence = self.timing.heartbeat * 2 + Duration::from_secs(1);
+            let silence = self.requests.timing().heartbeat * 2 + Duration::from_secs(1);
             let deadline = self.last_activity + silence;
+            let paused_until = self.requests.paused_until();
             let Some(sub) = self.sub.as_mut() else {
                 continue;
             };
@@ -142,32 +155,52 @@ impl PullSubscription {
                     Some(msg) => self.classify(msg),
                     None => Arrival::Lost(Lost::Unavailable("the NATS connection is closed".into())),
                 },
-                () = tokio::time::sleep_until(deadline), if self.requested > 0 => {
+                () = tokio::time::sleep_until(deadline), if self.requests.requested() > 0 => {
                     Arrival::Lost(Lost::Stalled(format!(
                         "no message or heartbeat from the server for {:?}",
                         Instant::now() - self.last_activity
                     )))
                 }
+                // paused after a full waiting queue: time to ask again
+                () = tokio::time::sleep_until(paused_until.unwrap_or(deadline)), if paused_until.is_some() => {
+                    Arrival::Ignore
+                }
             };
             match arrival {
                 Arrival::Message(m) => {
                     self.last_activity = Instant::now();
-                    self.requested = self.requested.saturating_sub(1);
+                    self.resets = 0;
+                    self.requests.delivered();
                     return Inbound::Message(*m);
                 }
                 Arrival::Heartbeat => {
                     self.last_activity = Instant::now();
+                    self.resets = 0;
+                    self.requests.progress();
                     return Inbound::Alive;
                 }
-                Arrival::RequestEnded(Some(n)) => {
+                Arrival::RequestEnded => {
                     self.last_activity = Instant::now();
-                    let n = n.min(self.requested);
-                    self.requested -= n;
-                    self.unrequested += n;
+                    self.resets = 0;
+                    self.requests.ended();
                     return Inbound::Alive;
                 }
-                Arrival::RequestEnded(None) => self.reset("a pull request ended without a count"),
-                Arrival::Reset(why) => self.reset(&why),
+                Arrival::Refused(limit) => {
+                    self.last_activity = Instant::now();
+                    tracing::debug!(consumer = %self.durable, stream = %self.stream, ?limit, "the server refused a pull request; asking again within its limits");
+                    if self.requests.refused(&limit, Instant::now())
+                        && let Some(lost) = self.reset(&format!(
+                            "a pull request exceeded the consumer's limit ({limit:?})"
+                        ))
+                    {
+                        return Inbound::Lost(lost);
+                    }
+                }
+                Arrival::Reset(why) => {
+                    if let Some(lost) = self.reset(&why) {
+                        return Inbound::Lost(lost);
+                    }
+                }
                 Arrival::Lost(lost) => return Inbound::Lost(lost),
                 Arrival::Ignore => {}
             }
@@ -175,10 +208,11 @@ impl PullSubscription {
     }
 
     async fn request(&self, batch: usize) -> Result<(), async_nats::PublishError> {
+        let timing = self.requests.timing();
         let body = format!(
             r#"{{"batch":{batch},"expires":{},"idle_heartbeat":{}}}"#,
-            self.timing.expires.as_nanos(),
-            self.timing.heartbeat.as_nanos()
+            timing.expires.as_nanos(),
+            timing.heartbeat.as_nanos()
         );
         self.client
             .publish_with_reply(
@@ -191,8 +225,16 @@ impl PullSubscription {
 
     /// A fresh inbox: requests pointing at the old one die with it (its
     /// messages in transit are nak'd in the background), and every credit
-    /// is asked for again.
-    fn reset(&mut self, why: &str) {
+    /// is asked for again. Past [`MAX_RESETS`] in a row without a message
+    /// or a heartbeat, the subscription is lost instead (the consume loop
+    /// recovers with a capped backoff).
+    fn reset(&mut self, why: &str) -> Option<Lost> {
+        self.resets += 1;
+        if self.resets > MAX_RESETS {
+            return Some(Lost::Unavailable(format!(
+                "{why}; {MAX_RESETS} fresh pull inboxes in a row got nothing from the server"
+            )));
+        }
         tracing::info!(consumer = %self.durable, stream = %self.stream, "{why}; opening a new pull inbox");
         if let Some(old) = self.sub.take() {
             let client = self.client.clone();
@@ -207,7 +249,8 @@ impl PullSubscription {
             });
         }
         self.inbox = self.client.new_inbox();
-        self.unrequested += std::mem::take(&mut self.requested);
+        self.requests.reset();
+        None
     }
 
     fn classify(&self, msg: NatsMessage) -> Arrival {
@@ -220,21 +263,21 @@ impl PullSubscription {
         match status {
             StatusCode::IDLE_HEARTBEAT => Arrival::Heartbeat,
             // A request ended; the header says how many of its messages never came.
-            StatusCode::TIMEOUT | StatusCode::NOT_FOUND => {
-                Arrival::RequestEnded(pending_messages(&msg))
-            }
+            StatusCode::TIMEOUT | StatusCode::NOT_FOUND => Arrival::RequestEnded,
             StatusCode::REQUEST_TERMINATED => {
                 let why = msg.description.clone().unwrap_or_default();
                 let lower = why.to_ascii_lowercase();
-                if lower.contains("consumer deleted") {
+                if let Some(limit) = Limit::parse(&why) {
+                    Arrival::Refused(limit)
+                } else if lower.contains("consumer deleted") {
                     Arrival::Lost(Lost::ConsumerDeleted)
                 } else if lower.contains("push based") {
                     Arrival::Lost(Lost::Incompatible(
                         "it is a push consumer; jetflow needs a pull consumer with this durable name — delete it or change the group".into(),
                     ))
-                } else if let Some(n) = pending_messages(&msg) {
+                } else if pending_messages(&msg).is_some() {
                     tracing::debug!(status = %why, "pull request ended early");
-                    Arrival::RequestEnded(Some(n))
+                    Arrival::RequestEnded
                 } else {
                     Arrival::Reset(format!("pull request terminated: {why}"))
                 }
@@ -320,71 +363,4 @@ fn pending_messages(msg: &NatsMessage) -> Option<usize> {
         .as_str()
         .parse()
         .ok()
-}
-
-/// The delivery metadata JetStream puts in a message's reply subject:
-/// `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>`,
-/// or with `<domain>.<account hash>` after `ACK` (and a token at the end)
-/// on newer servers.
-#[derive(Debug, PartialEq, Eq)]
-struct AckMeta {
-    delivered: u64,
-    stream_sequence: u64,
-    consumer_sequence: u64,
-    published: OffsetDateTime,
-}
-
-impl AckMeta {
-    fn parse(reply: &str) -> Option<AckMeta> {
-        // no allocation: this runs once per message
-        let mut tokens = [""; 12];
-        let mut n = 0;
-        for token in reply.split('.') {
-            if n < tokens.len() {
-                tokens[n] = token;
-            }
-            n += 1;
-        }
-        if tokens[0] != "$JS" || tokens[1] != "ACK" {
-            return None;
-        }
-        // v1: 9 tokens; v2: domain and account hash after `ACK`, 11 or more.
-        let at = match n {
-            9 => 4,
-            n if n >= 11 => 6,
-            _ => return None,
-        };
-        let number = |i: usize| tokens[at + i].parse::<u64>().ok();
-        let nanos = i128::from(number(3)?);
-        Some(AckMeta {
-            delivered: number(0)?,
-            stream_sequence: number(1)?,
-            consumer_sequence: number(2)?,
-            published: OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_both_reply_formats() {
-        let v1 = AckMeta::parse("$JS.ACK.ORDER.inv--order.2.17.40.1700000000123456789.5").unwrap();
-        assert_eq!(
-            (v1.delivered, v1.stream_sequence, v1.consumer_sequence),
-            (2, 17, 40)
-        );
-        assert_eq!(v1.published.unix_timestamp(), 1_700_000_000);
-        let v2 =
-            AckMeta::parse("$JS.ACK.hub.ACCHASH.ORDER.inv--order.1.3.4.1700000000000000000.0.xyz")
-                .unwrap();
-        assert_eq!(
-            (v2.delivered, v2.stream_sequence, v2.consumer_sequence),
-            (1, 3, 4)
-        );
-        assert!(AckMeta::parse("$JS.ACK.ORDER.x.1.2").is_none());
-        assert!(AckMeta::parse("_INBOX.abc.def.1.2.3.4.5.6").is_none());
-    }
 }
