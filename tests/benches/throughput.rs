@@ -206,9 +206,18 @@ bench_handler!(
     ordered_by = lane
 );
 bench_handler!(consume_c64, group = "bench_c64", concurrency = 64);
-// the same two with metrics on (each phase reads every message: own group)
+// Metrics on vs off, in A B B A order (off, on, on, off) so that neither
+// side always runs first; each phase reads every message: its own group.
 bench_handler!(consume_c1_metrics, group = "bench_c1_m", concurrency = 1);
+bench_handler!(consume_c1_metrics_2, group = "bench_c1_m2", concurrency = 1);
+bench_handler!(consume_c1_2, group = "bench_c1_2", concurrency = 1);
 bench_handler!(consume_c64_metrics, group = "bench_c64_m", concurrency = 64);
+bench_handler!(
+    consume_c64_metrics_2,
+    group = "bench_c64_m2",
+    concurrency = 64
+);
+bench_handler!(consume_c64_2, group = "bench_c64_2", concurrency = 64);
 
 /// A jetflow `App` running one handler over the `W + N` messages, with
 /// its metrics on (recorded into jetflow's Prometheus registry, installed
@@ -625,9 +634,30 @@ async fn main() -> anyhow::Result<()> {
     .await;
     phase(
         &mut rows,
-        "consume jetflow, c=1, metrics",
+        "consume jetflow, concurrency 1, metrics",
         limit,
         consume_jetflow(&url, &js, (consume_c1_metrics, true), "bench_c1_m", warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, concurrency 1, metrics (2)",
+        limit,
+        consume_jetflow(
+            &url,
+            &js,
+            (consume_c1_metrics_2, true),
+            "bench_c1_m2",
+            warm,
+            n,
+        ),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, concurrency 1 (2)",
+        limit,
+        consume_jetflow(&url, &js, (consume_c1_2, false), "bench_c1_2", warm, n),
     )
     .await;
     phase(
@@ -653,7 +683,7 @@ async fn main() -> anyhow::Result<()> {
     .await;
     phase(
         &mut rows,
-        "consume jetflow, c=64, metrics",
+        "consume jetflow, concurrency 64, metrics",
         limit,
         consume_jetflow(
             &url,
@@ -663,6 +693,27 @@ async fn main() -> anyhow::Result<()> {
             warm,
             n,
         ),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, concurrency 64, metrics (2)",
+        limit,
+        consume_jetflow(
+            &url,
+            &js,
+            (consume_c64_metrics_2, true),
+            "bench_c64_m2",
+            warm,
+            n,
+        ),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, concurrency 64 (2)",
+        limit,
+        consume_jetflow(&url, &js, (consume_c64_2, false), "bench_c64_2", warm, n),
     )
     .await;
     phase(
@@ -706,6 +757,20 @@ async fn main() -> anyhow::Result<()> {
         "publish jetflow, 256 concurrent, metrics",
         limit,
         publish_typed_concurrent(&bus_metrics, warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "publish jetflow, 256 concurrent, metrics (2)",
+        limit,
+        publish_typed_concurrent(&bus_metrics, warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "publish jetflow, 256 concurrent (2)",
+        limit,
+        publish_typed_concurrent(&bus, warm, n),
     )
     .await;
 
@@ -797,21 +862,6 @@ async fn main() -> anyhow::Result<()> {
             "publish jetflow, 256 concurrent",
             "publish raw, pipelined (256)",
         ),
-        (
-            "metrics on / off: consume c=1",
-            "consume jetflow, c=1, metrics",
-            "consume jetflow, concurrency 1",
-        ),
-        (
-            "metrics on / off: consume c=64",
-            "consume jetflow, c=64, metrics",
-            "consume jetflow, concurrency 64",
-        ),
-        (
-            "metrics on / off: publish 256 concurrent",
-            "publish jetflow, 256 concurrent, metrics",
-            "publish jetflow, 256 concurrent",
-        ),
     ] {
         match (get(a), get(b)) {
             (Some(x), Some(y)) => println!(
@@ -822,6 +872,43 @@ async fn main() -> anyhow::Result<()> {
             _ => println!("{label:<46} {:>10} {:>10}", "n/a", "n/a"),
         }
     }
+    // Metrics on / off over both pairs of the A B B A order: all messages
+    // over all wall time, all CPU over all messages.
+    for (label, base) in [
+        (
+            "metrics on / off: consume c=1",
+            "consume jetflow, concurrency 1",
+        ),
+        (
+            "metrics on / off: consume c=64",
+            "consume jetflow, concurrency 64",
+        ),
+        (
+            "metrics on / off: publish 256 concurrent",
+            "publish jetflow, 256 concurrent",
+        ),
+    ] {
+        let sum = |names: [String; 2]| {
+            let ms: Vec<&Measured> = names.iter().filter_map(|n| get(n)).collect();
+            (ms.len() == 2).then(|| {
+                let n: u64 = ms.iter().map(|m| m.n).sum();
+                let wall: f64 = ms.iter().map(|m| m.elapsed.as_secs_f64()).sum();
+                let cpu: f64 = ms.iter().map(|m| m.cpu.as_secs_f64()).sum();
+                (n as f64 / wall, cpu * 1e6 / n as f64)
+            })
+        };
+        let on = sum([format!("{base}, metrics"), format!("{base}, metrics (2)")]);
+        let off = sum([base.to_owned(), format!("{base} (2)")]);
+        match (on, off) {
+            (Some((rate_on, cpu_on)), Some((rate_off, cpu_off))) => println!(
+                "{label:<46} {:>9.2}x {:>9.2}x   ({cpu_on:.2} vs {cpu_off:.2} µs CPU/msg)",
+                rate_on / rate_off,
+                cpu_on / cpu_off
+            ),
+            _ => println!("{label:<46} {:>10} {:>10}", "n/a", "n/a"),
+        }
+    }
+
     // the registry holds what a scrape would read: the metered phases' counts
     let scrape = jetflow::telemetry::metrics::render().unwrap_or_default();
     eprintln!(

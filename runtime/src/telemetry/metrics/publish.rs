@@ -1,6 +1,10 @@
 //! Publish counters and PubAck latency.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
+
+use ::metrics::{Counter, Histogram};
 
 use super::{PUBLISH_DURATION, PUBLISHED};
 
@@ -18,6 +22,13 @@ pub(crate) enum PublishOutcome {
 }
 
 impl PublishOutcome {
+    const ALL: [PublishOutcome; 4] = [
+        PublishOutcome::Stored,
+        PublishOutcome::Duplicate,
+        PublishOutcome::Sent,
+        PublishOutcome::Failed,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             PublishOutcome::Stored => "stored",
@@ -28,16 +39,26 @@ impl PublishOutcome {
     }
 }
 
-/// The publish metrics of one bus: on, or off for an app whose metrics
-/// are switched off.
+/// The publish metrics of one bus (`None`: off, for an app whose metrics
+/// are switched off).
 ///
-/// Publishes are labelled by subject, and a bus publishes many: each
-/// publish looks its handles up in the recorder (a hash of static
-/// strings, no allocation of the label values), next to a network round
-/// trip.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PublishMetrics {
-    enabled: bool,
+/// Publishes are labelled by subject (a bounded set: event types' static
+/// subjects and two fixed words), so the handles of a subject are resolved
+/// at its first publish and kept, keyed by the address of its static
+/// string: a publish costs a read lock and the lookup of one word, never a
+/// label allocation or a lookup in the recorder.
+#[derive(Debug, Clone)]
+pub(crate) struct PublishMetrics(Option<Arc<Cache>>);
+
+/// The handles of each subject published so far, by the address and
+/// length of its static string.
+type Cache = RwLock<HashMap<(usize, usize), Arc<SubjectHandles>>>;
+
+#[derive(Debug)]
+struct SubjectHandles {
+    /// By [`PublishOutcome`] (its discriminant).
+    outcomes: [Counter; PublishOutcome::ALL.len()],
+    duration: Histogram,
 }
 
 /// When a publish was sent (`None` when metrics are off).
@@ -46,12 +67,12 @@ pub(crate) struct PublishTimer(Option<Instant>);
 
 impl PublishMetrics {
     pub(crate) fn new(enabled: bool) -> Self {
-        PublishMetrics { enabled }
+        PublishMetrics(enabled.then(Default::default))
     }
 
     #[inline]
     pub(crate) fn timer(&self) -> PublishTimer {
-        PublishTimer(self.enabled.then(Instant::now))
+        PublishTimer(self.0.as_ref().map(|_| Instant::now()))
     }
 
     /// A publish on `subject` (a bounded label: an event type's subject,
@@ -63,14 +84,29 @@ impl PublishMetrics {
         outcome: PublishOutcome,
         timer: PublishTimer,
     ) {
-        if !self.enabled {
-            return;
-        }
-        ::metrics::counter!(PUBLISHED, "subject" => subject, "outcome" => outcome.label())
-            .increment(1);
+        let Some(cache) = &self.0 else { return };
+        let handles = self.handles(cache, subject);
+        handles.outcomes[outcome as usize].increment(1);
         if let (PublishOutcome::Stored | PublishOutcome::Duplicate, Some(sent)) = (outcome, timer.0)
         {
-            ::metrics::histogram!(PUBLISH_DURATION, "subject" => subject).record(sent.elapsed());
+            handles.duration.record(sent.elapsed());
         }
+    }
+
+    fn handles(&self, cache: &Cache, subject: &'static str) -> Arc<SubjectHandles> {
+        // a static string's address and length name it (equal strings at
+        // two addresses only resolve the same handles twice)
+        let key = (subject.as_ptr() as usize, subject.len());
+        if let Some(h) = cache.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return h.clone();
+        }
+        let resolved = Arc::new(SubjectHandles {
+            outcomes: PublishOutcome::ALL.map(
+                |o| ::metrics::counter!(PUBLISHED, "subject" => subject, "outcome" => o.label()),
+            ),
+            duration: ::metrics::histogram!(PUBLISH_DURATION, "subject" => subject),
+        });
+        let mut cache = cache.write().unwrap_or_else(|p| p.into_inner());
+        cache.entry(key).or_insert(resolved).clone()
     }
 }
