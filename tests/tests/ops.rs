@@ -202,6 +202,21 @@ fn check(before: &Scrape, after: &Scrape, group: &str, w: Workload) {
     assert_eq!(acks(after) - acks(before), w.typed() as f64);
 }
 
+/// An app of group `group` on `url` running `weigh`, with the ops
+/// listener on a free port and the lag read every 100 ms.
+async fn metered(group: &str, url: impl Into<String>) -> (jetflow::AppHandle, SocketAddr) {
+    let app = App::new(group)
+        .url(url)
+        .ops("127.0.0.1:0")
+        .lag_every(Duration::from_millis(100))
+        .handler(weigh)
+        .start()
+        .await
+        .expect("app starts");
+    let addr = app.ops_addr().expect("listening");
+    (app, addr)
+}
+
 const WORKLOAD: Workload = Workload {
     ok: 20,
     flaky: 5,
@@ -215,15 +230,7 @@ async fn metrics_count_a_known_workload_on_jetstream() {
     let _turn = SERIAL.lock().await;
     let server = server().await;
     let group = "scale-nats";
-    let app = App::new(group)
-        .url(server.url())
-        .ops("127.0.0.1:0")
-        .lag_every(Duration::from_millis(100))
-        .handler(weigh)
-        .start()
-        .await
-        .expect("app starts");
-    let addr = app.ops_addr().expect("listening");
+    let (app, addr) = metered(group, server.url()).await;
     let (before, after) = run(&app, addr, group, WORKLOAD).await;
     check(&before, &after, group, WORKLOAD);
     assert!(after.value_or_zero("jetflow_transport_connections", &[("transport", "nats")]) >= 1.0);
@@ -237,15 +244,7 @@ async fn metrics_count_the_same_on_the_embedded_broker() {
     let _turn = SERIAL.lock().await;
     jetflow_tests::init_tracing();
     let group = "scale-memory";
-    let app = App::new(group)
-        .url("memory://ops-metrics")
-        .ops("127.0.0.1:0")
-        .lag_every(Duration::from_millis(100))
-        .handler(weigh)
-        .start()
-        .await
-        .expect("app starts");
-    let addr = app.ops_addr().expect("listening");
+    let (app, addr) = metered(group, "memory://ops-metrics").await;
     let (before, after) = run(&app, addr, group, WORKLOAD).await;
     check(&before, &after, group, WORKLOAD);
     app.stop().await.expect("stops");
@@ -442,15 +441,7 @@ async fn the_dashboard_queries_only_emitted_metrics() {
     let _turn = SERIAL.lock().await;
     let server = server().await;
     let group = "scale-dashboard";
-    let app = App::new(group)
-        .url(server.url())
-        .ops("127.0.0.1:0")
-        .lag_every(Duration::from_millis(100))
-        .handler(weigh)
-        .start()
-        .await
-        .expect("app starts");
-    let addr = app.ops_addr().expect("listening");
+    let (app, addr) = metered(group, server.url()).await;
     let w = Workload {
         ok: 2,
         flaky: 1,
