@@ -2,7 +2,7 @@
 //! `Handler` impl (options, extractor checks, the call, the lane key), and
 //! the compile-time checks spanned on the options.
 
-use proc_macro2::{Literal, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Path, ReturnType, Visibility};
@@ -24,6 +24,17 @@ pub(super) fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenS
 
     let options = option_calls(&krate, spec);
 
+    // The generated locals resolve at the call site, wherever their tokens
+    // point for errors: the user's tokens may come from a `macro_rules!`
+    // expansion, whose hygiene would hide a local declared by this macro
+    // from a use spanned on such a token.
+    let local = |name: &str| Ident::new(name, Span::call_site());
+    let (event_var, ctx_var, ext_var) = (
+        local("__jetflow_event"),
+        local("__jetflow_ctx"),
+        local("__jetflow_ext"),
+    );
+
     let extractors: Vec<&syn::Type> = handler.extractor_types().collect();
     let args: Vec<_> = (1..=extractors.len())
         .map(|i| format_ident!("__jetflow_arg{}", i))
@@ -32,13 +43,13 @@ pub(super) fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenS
     let checks = extractors.iter().map(|ty| {
         let krate = respan(&krate, ty.span());
         quote_spanned! {ty.span()=>
-            <#ty as #krate::handler::FromContext>::check(<Self as #krate::Handler>::OPTIONS.name, __jetflow_ext)?;
+            <#ty as #krate::handler::FromContext>::check(<Self as #krate::Handler>::OPTIONS.name, #ext_var)?;
         }
     });
     let extract = extractors.iter().zip(&args).map(|(ty, arg)| {
         let krate = respan(&krate, ty.span());
         quote_spanned! {ty.span()=>
-            let #arg = <#ty as #krate::handler::FromContext>::from_context(&__jetflow_ctx)?;
+            let #arg = <#ty as #krate::handler::FromContext>::from_context(&#ctx_var)?;
         }
     });
     // Spanned on the return type: an unsupported one is reported there.
@@ -49,7 +60,7 @@ pub(super) fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenS
     let krate_at_output = respan(&krate, output_span);
     let name_at_output = respan(name, output_span);
     let outcome = quote_spanned! {output_span=>
-        #krate_at_output::handler::IntoOutcome::into_outcome(#name_at_output(__jetflow_event #(, #args)*).await)
+        #krate_at_output::handler::IntoOutcome::into_outcome(#name_at_output(#event_var #(, #args)*).await)
     };
     // Spanned on the function's name: a future that is not `Send` is reported there.
     let boxed = quote_spanned! {name.span()=>
@@ -76,8 +87,8 @@ pub(super) fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenS
     // is not `Display`, is reported there.
     let order_key = spec.ordered_by.as_ref().map(|field| {
         quote_spanned! {field.span()=>
-            fn order_key(&self, __jetflow_event: &#event_ty) -> ::core::option::Option<::std::string::String> {
-                ::core::option::Option::Some(::std::string::ToString::to_string(&__jetflow_event.#field))
+            fn order_key(&self, #event_var: &#event_ty) -> ::core::option::Option<::std::string::String> {
+                ::core::option::Option::Some(::std::string::ToString::to_string(&#event_var.#field))
             }
         }
     });
@@ -96,7 +107,7 @@ pub(super) fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenS
                     #krate::handler::HandlerOptions::new(#name_str) #(#options)*;
                 fn check(
                     &self,
-                    __jetflow_ext: &#krate::handler::Extensions,
+                    #ext_var: &#krate::handler::Extensions,
                 ) -> ::core::result::Result<(), #krate::handler::MissingState> {
                     #(#checks)*
                     ::core::result::Result::Ok(())
@@ -104,8 +115,8 @@ pub(super) fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenS
                 #order_key
                 fn call(
                     &self,
-                    __jetflow_event: #event_ty,
-                    __jetflow_ctx: #krate::Context,
+                    #event_var: #event_ty,
+                    #ctx_var: #krate::Context,
                 ) -> #krate::handler::BoxFuture<'static, ::core::result::Result<(), #krate::HandlerError>> {
                     #inner
                     #boxed
