@@ -82,6 +82,46 @@ async fn declared_streams_and_consumers_are_created() {
     app.stop().await.unwrap();
 }
 
+/// An event only published, never consumed, by the app under test.
+#[event(version = "v1")]
+pub struct Shipped {
+    parcel: String,
+}
+
+#[tokio::test]
+async fn a_producer_only_app_provisions_what_it_publishes() {
+    let server = server().await;
+    // Without `publishes`, nothing declares `SHIPPED`: the publish is refused.
+    let bare = App::new("t").url(server.url()).start().await.unwrap();
+    let shipped = Shipped {
+        parcel: "p1".into(),
+    };
+    let refused = bare.bus().publish(&shipped).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("no stream captures"),
+        "{refused}"
+    );
+    bare.stop().await.unwrap();
+
+    let app = App::new("t")
+        .url(server.url())
+        .publishes::<Shipped>()
+        .start()
+        .await
+        .unwrap();
+    let ack = app.bus().publish(&shipped).await.unwrap();
+    assert_eq!((ack.stream.as_str(), ack.sequence), ("SHIPPED", 1));
+    let js = async_nats::jetstream::new(jetflow_tests::nats_client(app.bus()));
+    let mut stream = js.get_stream("SHIPPED").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().config.subjects,
+        vec!["shipped.>".to_owned()]
+    );
+    // No handler with a DLQ: no DLQ stream either.
+    assert!(js.get_stream("DLQ").await.is_err());
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn drift_is_refused_with_a_field_diff_under_the_refuse_policy() {
     let server = server().await;

@@ -140,8 +140,11 @@ impl App {
         self
     }
 
-    /// Declares that the app publishes `E`, for its [`App::asyncapi`]
-    /// document (`send` operations); publishing works without it.
+    /// Declares that the app publishes `E`: its stream is provisioned at
+    /// start-up like the streams of the app's handlers (so a service that
+    /// only produces `E` needs no consumer to have started first), and its
+    /// [`App::asyncapi`] document lists the `send` operation. Publishing an
+    /// event works without it once its stream exists.
     pub fn publishes<E: Event>(mut self) -> App {
         self.publishes.push(EventInfo::of::<E>());
         self

@@ -196,6 +196,14 @@ pub(super) async fn start<T: Transport>(
             .or_default()
             .push(h.subject());
     }
+    // What the app says it publishes is provisioned too: a service that
+    // only produces an event must not wait for a consumer of it to start.
+    for e in app.publishes.iter().filter(|e| !e.notification) {
+        streams
+            .entry(e.stream.to_owned())
+            .or_default()
+            .push(e.subject.to_owned());
+    }
     if durable().any(|h| h.options().dead_letter_or_default()) {
         streams
             .entry(dlq::STREAM.to_owned())

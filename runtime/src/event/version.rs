@@ -57,6 +57,8 @@ pub struct EventInfo {
     pub subject: &'static str,
     /// [`Event::STREAM`].
     pub stream: &'static str,
+    /// [`Event::NOTIFICATION`]: published without a stream.
+    pub notification: bool,
     /// The Rust type (`std::any::type_name`).
     pub type_name: &'static str,
     schema: fn(&mut SchemaGenerator) -> Option<Schema>,
@@ -80,6 +82,7 @@ impl EventInfo {
             version: E::VERSION,
             subject: E::SUBJECT,
             stream: E::STREAM,
+            notification: E::NOTIFICATION,
             type_name: type_name::<E>(),
             schema: E::schema,
         }
