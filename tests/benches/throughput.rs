@@ -23,13 +23,14 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures_util::StreamExt;
 use jetflow::prelude::*;
 use jetflow::testing::NatsServer;
+use jetflow_tests::measure::{Mark, Measured, load_average};
 use tokio::sync::Notify;
 
 /// The event every phase carries: a small JSON object (~90 bytes).
@@ -59,63 +60,6 @@ const RAW_SUBJECT: &str = "rawbench.order.v1";
 const PIPELINE_WINDOW: usize = 256;
 
 // ---------------------------------------------------------------- measuring
-
-/// A point in time: wall clock and this process's CPU time.
-#[derive(Clone, Copy)]
-struct Mark {
-    wall: Instant,
-    cpu: Duration,
-}
-
-impl Mark {
-    fn now() -> Mark {
-        Mark {
-            wall: Instant::now(),
-            cpu: process_cpu(),
-        }
-    }
-}
-
-/// User + system CPU time of this process (all threads, including exited
-/// ones), from `/proc/self/stat` (fields 14 and 15, in USER_HZ = 100 ticks/s
-/// on Linux: 10 ms resolution, i.e. < 1% of a phase at the default N).
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name (field 2) may contain spaces; fields after it are plain.
-    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // fields[0] is field 3 (state): utime is field 14 -> index 11, stime 15 -> 12.
-    Duration::from_millis((tick(11) + tick(12)) * 10)
-}
-
-/// Result of one measured phase.
-struct Measured {
-    n: u64,
-    elapsed: Duration,
-    cpu: Duration,
-}
-
-impl Measured {
-    fn between(n: u64, start: Mark, end: Mark) -> Measured {
-        Measured {
-            n,
-            elapsed: end.wall - start.wall,
-            cpu: end.cpu.saturating_sub(start.cpu),
-        }
-    }
-    fn rate(&self) -> f64 {
-        self.n as f64 / self.elapsed.as_secs_f64()
-    }
-    fn cpu_us(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1e6 / self.n as f64
-    }
-}
 
 /// Counts handled messages; marks the end of the warm-up and signals the end.
 struct Counter {
@@ -561,14 +505,7 @@ async fn main() -> anyhow::Result<()> {
         server.version()
     );
     // The machine may be shared: the load says how much to trust the figures.
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "load average at start: {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("load average at start: {}", load_average());
 
     let mut rows = Vec::new();
     let raw_stream = js.get_stream(RAW_STREAM).await?;

@@ -10,6 +10,7 @@ use jetflow::{App, AppHandle, Bus, Context, Handler};
 use tokio::time::Instant;
 
 pub mod conformance;
+pub mod measure;
 pub mod ops;
 
 /// Upper bound of any single wait in a test.

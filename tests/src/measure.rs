@@ -1,0 +1,137 @@
+//! What the benches read off this process: wall time, CPU time and
+//! resident memory.
+
+use std::time::{Duration, Instant};
+
+/// A point in time: wall clock and this process's CPU time.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    /// Wall clock.
+    pub wall: Instant,
+    /// CPU time of this process so far ([`process_cpu`]).
+    pub cpu: Duration,
+}
+
+impl Mark {
+    /// Now.
+    pub fn now() -> Mark {
+        Mark {
+            wall: Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+}
+
+/// The fields of `/proc/self/stat` after the command name (which may
+/// contain spaces); index 0 is field 3 (state).
+fn stat_fields() -> Vec<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after_comm
+        .split_whitespace()
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .collect()
+}
+
+/// User + system CPU time of this process (all threads, including exited
+/// ones), from `/proc/self/stat` (fields 14 and 15, in USER_HZ = 100
+/// ticks/s on Linux: 10 ms resolution).
+pub fn process_cpu() -> Duration {
+    let fields = stat_fields();
+    let tick = |i: usize| fields.get(i).copied().unwrap_or(0);
+    // utime is field 14 -> index 11, stime 15 -> 12.
+    Duration::from_millis((tick(11) + tick(12)) * 10)
+}
+
+/// Resident set size of this process in bytes (`VmRSS` of
+/// `/proc/self/status`), 0 where it cannot be read.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// The load average of the machine, as `/proc/loadavg` gives its first
+/// three fields: how much to trust a figure taken on a shared machine.
+pub fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One measured phase: `n` messages between two marks.
+#[derive(Debug)]
+pub struct Measured {
+    /// Messages.
+    pub n: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// CPU time of this process.
+    pub cpu: Duration,
+}
+
+impl Measured {
+    /// `n` messages between `start` and `end`.
+    pub fn between(n: u64, start: Mark, end: Mark) -> Measured {
+        Measured {
+            n,
+            elapsed: end.wall - start.wall,
+            cpu: end.cpu.saturating_sub(start.cpu),
+        }
+    }
+    /// Messages per second of wall time.
+    pub fn rate(&self) -> f64 {
+        self.n as f64 / self.elapsed.as_secs_f64()
+    }
+    /// Client CPU per message, in microseconds.
+    pub fn cpu_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.n as f64
+    }
+}
+
+/// The `q` quantile (0..=1) of `samples`, sorted in place; zero when empty.
+pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort_unstable();
+    let i = ((samples.len() - 1) as f64 * q).round() as usize;
+    samples[i.min(samples.len() - 1)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_of_known_samples() {
+        let mut s: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        assert_eq!(quantile(&mut s, 0.5), Duration::from_millis(51));
+        assert_eq!(quantile(&mut s, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&mut s, 0.0), Duration::from_millis(1));
+        assert_eq!(quantile(&mut [], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn this_process_has_memory_and_spends_cpu() {
+        assert!(
+            rss_bytes() > 1024 * 1024,
+            "a test binary holds more than 1 MiB"
+        );
+        let before = process_cpu();
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(
+            process_cpu() > before,
+            "60 ms of spinning shows as CPU time"
+        );
+    }
+}
