@@ -126,6 +126,7 @@ pub(crate) async fn capture(
         make_headers,
         payload,
         &id,
+        None,
     )
     .await
 }

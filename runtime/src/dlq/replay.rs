@@ -206,6 +206,7 @@ pub async fn replay(bus: &Bus, dlq_sequence: u64, how: Replay) -> Result<Replaye
             || replayed.headers.clone(),
             record.payload,
             &format!("replay:{dlq_sequence}:{fresh}"),
+            Some(&replayed.headers),
         )
         .await?;
     let marker = || {
@@ -219,6 +220,7 @@ pub async fn replay(bus: &Bus, dlq_sequence: u64, how: Replay) -> Result<Replaye
         marker,
         Bytes::new(),
         &format!("replayed:{dlq_sequence}:{fresh}"),
+        None,
     )
     .await?;
     tracing::info!(dlq_sequence, subject = %replayed.subject, seq = ack.sequence, stream = %ack.stream, "replayed a dead letter");

@@ -83,6 +83,13 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// What the broker does natively for durable consumers.
     fn capabilities(&self) -> Capabilities;
 
+    /// The messaging system, as OpenTelemetry's `messaging.system`
+    /// attribute names it on publish and consume spans: `nats`, `redis`.
+    /// By default `jetflow`.
+    fn system(&self) -> &'static str {
+        "jetflow"
+    }
+
     /// `false` while the connection to the broker is known to be down
     /// (reconnecting): the ops listener's `/readyz` says not ready at once,
     /// before any consume loop notices. By default `true` (a transport

@@ -183,6 +183,10 @@ impl Transport for NatsTransport {
         format!("JetStream on nats-server {} at {}", info.version, info.host)
     }
 
+    fn system(&self) -> &'static str {
+        "nats"
+    }
+
     fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
