@@ -76,7 +76,7 @@ mod tests {
             true,
             TraceState::default(),
         );
-        let cx = OtelContext::new().with_remote_span_context(sc);
+        let cx = OtelContext::new().with_remote_span_context(sc.clone());
         let mut h = Headers::new();
         h.insert("traceparent", "stale");
         TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut h));
