@@ -5,6 +5,8 @@
 //! (Prometheus names, served on the ops listener's `/metrics`), from the
 //! same call: one place records each event. With the `otel` feature,
 //! [`trace`] propagates W3C trace context through every publish and consume.
+//! With the `logging` feature (default), `init` installs a subscriber
+//! that logs (text or JSON) and, with `otel`, exports spans over OTLP.
 
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -12,9 +14,15 @@ pub mod metrics;
 #[cfg(not(feature = "metrics"))]
 pub(crate) mod noop;
 
+#[cfg(feature = "logging")]
+mod logging;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub mod trace;
+
+#[cfg(feature = "logging")]
+#[cfg_attr(docsrs, doc(cfg(feature = "logging")))]
+pub use logging::{InitError, Telemetry, init};
 #[cfg(not(feature = "otel"))]
 pub(crate) mod untraced;
 
