@@ -51,8 +51,17 @@ pub async fn brief_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
 /// like the child's, then fills the stream with `n` chores
 /// (`chore-0`, ...) while nobody consumes.
 pub async fn provision_and_fill<H: Handler>(url: &str, handler: H, n: u64) {
+    provision_and_fill_with(jetflow::ConnectOptions::new(url), handler, n).await;
+}
+
+/// [`provision_and_fill`], connecting with `options` (credentials).
+pub async fn provision_and_fill_with<H: Handler>(
+    options: jetflow::ConnectOptions,
+    handler: H,
+    n: u64,
+) {
     let provision = App::new("chore-service")
-        .url(url)
+        .connect_options(options)
         .handler(handler)
         .start()
         .await

@@ -8,10 +8,9 @@
 use std::path::Path;
 
 use jetflow::ConnectOptions;
-use jetflow::prelude::*;
 use jetflow::testing::NatsServer;
 use jetflow_tests::WAIT;
-use jetflow_tests::service::{Chore, Chores, Service, brief_chore};
+use jetflow_tests::service::{Chores, Service, brief_chore, provision_and_fill_with};
 
 const CHILD: &str = env!("CARGO_BIN_EXE_chore-service");
 
@@ -20,25 +19,6 @@ async fn server_with(config: String) -> NatsServer {
         .await
         .expect("nats-server starts in time")
         .expect("nats-server starts")
-}
-
-/// Provisions the child's stream and consumer with `options` and
-/// publishes two chores for it.
-async fn fill(options: ConnectOptions) {
-    let app = App::new("chore-service")
-        .connect_options(options)
-        .handler(brief_chore)
-        .start()
-        .await
-        .expect("provisioning app starts");
-    // stopped before publishing: the chores are the child's
-    let bus = app.bus().clone();
-    app.stop().await.expect("stops");
-    for key in ["chore-a", "chore-b"] {
-        bus.publish(&Chore { key: key.into() })
-            .await
-            .expect("published");
-    }
 }
 
 /// Runs the child with `env` until it handled both chores, stops it;
@@ -90,7 +70,12 @@ async fn no_password_token_or_nkey_seed_is_ever_logged() {
         r#"authorization {{ user: svc, password: "{PASSWORD}" }}"#
     ))
     .await;
-    fill(ConnectOptions::new(server.url()).user_password("svc", PASSWORD)).await;
+    provision_and_fill_with(
+        ConnectOptions::new(server.url()).user_password("svc", PASSWORD),
+        brief_chore,
+        2,
+    )
+    .await;
     let logs = run_logged(
         &server,
         &[trace[0], ("NATS_USER", "svc"), ("NATS_PASSWORD", PASSWORD)],
@@ -116,7 +101,12 @@ async fn no_password_token_or_nkey_seed_is_ever_logged() {
 
     // token, JSON logs
     let server = server_with(format!(r#"authorization {{ token: "{TOKEN}" }}"#)).await;
-    fill(ConnectOptions::new(server.url()).token(TOKEN)).await;
+    provision_and_fill_with(
+        ConnectOptions::new(server.url()).token(TOKEN),
+        brief_chore,
+        2,
+    )
+    .await;
     let logs = run_logged(
         &server,
         &[
@@ -151,7 +141,12 @@ async fn no_password_token_or_nkey_seed_is_ever_logged() {
         user.public_key()
     ))
     .await;
-    fill(ConnectOptions::new(server.url()).nkey_file(&seed_file)).await;
+    provision_and_fill_with(
+        ConnectOptions::new(server.url()).nkey_file(&seed_file),
+        brief_chore,
+        2,
+    )
+    .await;
     let logs = run_logged(&server, &[trace[0], ("NATS_NKEY", &seed_file)]).await;
     assert_clean(&logs, &[&seed]);
     let stranger = nkeys::KeyPair::new_user();
@@ -164,7 +159,7 @@ async fn no_password_token_or_nkey_seed_is_ever_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_log_filters_and_a_bad_format_is_refused() {
     let server = jetflow_tests::server().await;
-    fill(ConnectOptions::new(server.url())).await;
+    provision_and_fill_with(ConnectOptions::new(server.url()), brief_chore, 2).await;
     let logs = run_logged(&server, &[("RUST_LOG", "warn")]).await;
     assert!(
         !logs.contains("handler started"),
