@@ -125,6 +125,7 @@ pub fn init() -> Result<Telemetry, InitError> {
             .with_filter(filter)
             .boxed()
     };
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
     let mut layers = vec![fmt];
     #[cfg(feature = "otel")]
     let provider = otel_layer(&mut layers)?;

@@ -244,6 +244,19 @@ impl Transport for NatsTransport {
         topology::declare_consumer(&self.js, &self.server_version(), consumer, policy).await
     }
 
+    async fn stream_subjects(&self, stream: &str) -> Result<Option<Vec<String>>, TopologyError> {
+        Ok(topology::stream_config(&self.js, stream)
+            .await?
+            .map(|config| config.subjects))
+    }
+
+    async fn consumer_view(
+        &self,
+        consumer: &ConsumerDecl,
+    ) -> Result<Option<ConsumerView>, TopologyError> {
+        topology::consumer_view(&self.js, consumer).await
+    }
+
     async fn consumer_status(&self, consumer: &ConsumerDecl) -> ConsumerStatus {
         topology::consumer_status(&self.js, consumer).await
     }
