@@ -53,7 +53,6 @@ pub use setup::{OtelError, layer, otlp_provider};
 
 pub(crate) use propagate::inject;
 
-use opentelemetry::Context as OtelContext;
 use opentelemetry::trace::TraceContextExt as _;
 use tracing::Span;
 use tracing::field::{Empty, display};
@@ -103,7 +102,7 @@ pub(crate) fn handler_span(d: Delivery<'_>) -> (Span, Option<u128>) {
     }
     // An explicit parent, also when there is none: a message without
     // `traceparent` starts its own trace, whatever span the loop runs in.
-    let parent = propagate::extract(d.headers).unwrap_or_else(OtelContext::new);
+    let parent = propagate::extract(d.headers).unwrap_or_default();
     let trace_id = match span.set_parent(parent) {
         Ok(()) => record_trace_id(&span),
         Err(_) => None,
