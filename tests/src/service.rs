@@ -254,8 +254,7 @@ impl Service {
             (Arc::strong_count(&logs) == 1).then_some(())
         })
         .await;
-        let text = logs.lock().expect("lock").clone();
-        text
+        logs.lock().expect("lock").clone()
     }
 
     /// Sends SIGKILL (a crash: nothing is settled) and waits for the exit;
