@@ -12,7 +12,7 @@
 
 mod replay;
 
-pub use replay::{Filter, Replay, ReplayError, Replayed, find, purge, replay};
+pub use replay::{Filter, Replay, ReplayError, Replayed, find, purge, purge_with_progress, replay};
 
 use std::borrow::Cow;
 
