@@ -7,6 +7,7 @@ use jetflow::dlq::{self, DeadLetter, Filter, Replay};
 use jetflow::{App, Bus, ConnectOptions, Headers};
 
 use super::{Cli, Command, Dlq, FilterArgs};
+use crate::progress::Progress;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -44,7 +45,8 @@ async fn dispatch(bus: &Bus, command: Command) -> Result {
             force,
             dry_run,
         }) => {
-            for seq in sequences {
+            let mut progress = Progress::new("replayed", sequences.len() as u64);
+            for (n, seq) in sequences.into_iter().enumerate() {
                 let done = dlq::replay(bus, seq, Replay { force, dry_run }).await?;
                 match done.ack {
                     Some(ack) => println!(
@@ -53,7 +55,9 @@ async fn dispatch(bus: &Bus, command: Command) -> Result {
                     ),
                     None => println!("would replay #{seq} to {} (dry run)", done.subject),
                 }
+                progress.set(n as u64 + 1);
             }
+            progress.finish();
         }
         Command::Dlq(Dlq::Purge {
             filter,
@@ -63,7 +67,16 @@ async fn dispatch(bus: &Bus, command: Command) -> Result {
             if filter.is_empty() && !all {
                 return Err("purge without a filter deletes every dead letter: add --all, or a filter (--group, --subject, ...)".into());
             }
-            let gone = dlq::purge(bus, &filter.build(), dry_run).await?;
+            let mut progress = None;
+            let gone = dlq::purge_with_progress(bus, &filter.build(), dry_run, |done, total| {
+                progress
+                    .get_or_insert_with(|| Progress::new("purged", total as u64))
+                    .set(done as u64)
+            })
+            .await?;
+            if let Some(p) = progress {
+                p.finish();
+            }
             let verb = if dry_run { "would purge" } else { "purged" };
             println!("{verb} {} dead letter(s): {gone:?}", gone.len());
         }

@@ -15,6 +15,7 @@
 //! ```
 
 mod commands;
+mod progress;
 
 use std::process::ExitCode;
 

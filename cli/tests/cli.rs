@@ -98,6 +98,14 @@ async fn dead_letters_are_listed_replayed_once_and_purged_from_the_command_line(
     let (ok, replayed, err) = jetflow(&url, &args).await;
     assert!(ok, "{err}");
     assert_eq!(replayed.matches("replayed #").count(), 3, "{replayed}");
+    // stderr is no terminal here: plain counts, no progress bar
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("replayed "))
+            .collect::<Vec<_>>(),
+        ["replayed 3 of 3"],
+        "{err}"
+    );
     app.wait_stats("sweep", WAIT, |s| s.acked >= 3)
         .await
         .unwrap();
@@ -131,8 +139,10 @@ async fn dead_letters_are_listed_replayed_once_and_purged_from_the_command_line(
         !ok && err.contains("--all"),
         "a purge of everything needs --all: {err}"
     );
-    let (ok, purged, _) = jetflow(&url, &["dlq", "purge", "--group", "house", "--replayed"]).await;
+    let (ok, purged, err) =
+        jetflow(&url, &["dlq", "purge", "--group", "house", "--replayed"]).await;
     assert!(ok && purged.contains("purged 3"), "{purged}");
+    assert!(err.contains("purged 3 of 3"), "plain counts: {err}");
     let (_, empty, _) = jetflow(&url, &["dlq", "list"]).await;
     app.stop().await.unwrap();
     assert!(empty.is_empty(), "{empty}");

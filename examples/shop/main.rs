@@ -4,8 +4,10 @@
 //! cargo run --example shop                  # on the embedded broker (memory://shop)
 //! NATS_URL=nats://127.0.0.1:4222 cargo run --example shop [-- --serve]   # on JetStream
 //! JETFLOW_URL=redis://127.0.0.1:6379 cargo run --example shop --features redis   # on Redis Streams
-//! cargo run --example shop -- --check-schemas      # the schema gate only
-//! cargo run --example shop -- --asyncapi shop.yaml  # also write the AsyncAPI document (.json or .yaml)
+//! cargo run --example shop -- check-schemas        # the schema gate only (also --check-schemas)
+//! cargo run --example shop -- plan                 # what starting would change on the broker
+//! cargo run --example shop -- asyncapi [--yaml]    # the AsyncAPI document on stdout
+//! cargo run --example shop -- --asyncapi shop.yaml  # run, and also write the AsyncAPI document (.json or .yaml)
 //! cargo run --example shop -- --ops 127.0.0.1:9090 --serve   # /healthz, /readyz, /metrics (or JETFLOW_OPS_ADDR)
 //! ```
 //!
@@ -17,7 +19,8 @@
 //! Without `--serve` the demo checks that this happened, prints a summary
 //! and exits (non-zero if something is missing: CI runs it as a smoke test).
 //!
-//! Before starting, the demo runs the schema gate: the JSON Schema of
+//! The subcommands come from `App::commands` (jetflow feature `commands`);
+//! no subcommand runs the demo. Before starting, the demo runs the schema gate: the JSON Schema of
 //! `OrderCreated` must match its snapshot in `examples/shop/schemas/`
 //! (a compatible change updates it; an incompatible one stops the demo
 //! with what changed and the version to publish it as).
@@ -167,50 +170,15 @@ async fn send_confirmation(
 }
 
 #[tokio::main]
-async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
     // RUST_LOG overrides; `info` shows jetflow's retry and dead-letter logs.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-    let args: Vec<String> = std::env::args().collect();
-    let serve = args.iter().any(|a| a == "--serve");
-    let asyncapi = args
-        .iter()
-        .position(|a| a == "--asyncapi")
-        .map(|i| {
-            args.get(i + 1)
-                .cloned()
-                .ok_or("--asyncapi needs a file path, e.g. --asyncapi shop.yaml")
-        })
-        .transpose()?;
-    let ops = args
-        .iter()
-        .position(|a| a == "--ops")
-        .map(|i| {
-            args.get(i + 1)
-                .cloned()
-                .ok_or("--ops needs an address, e.g. --ops 127.0.0.1:9090")
-        })
-        .transpose()?;
-
-    // The schema gate: the contract of every published version is frozen.
-    let gate = SchemaGate::new(concat!(env!("CARGO_MANIFEST_DIR"), "/shop/schemas"))
-        .event::<OrderCreated>();
-    match gate.check() {
-        Ok(report) => println!(
-            "schema gate: {} unchanged, {} updated, {} new snapshot(s)",
-            report.unchanged.len(),
-            report.updated.len(),
-            report.created.len()
-        ),
+    let _telemetry = match jetflow::telemetry::init() {
+        Ok(t) => t,
         Err(e) => {
-            eprintln!("schema gate failed:\n{e}");
-            return Ok(ExitCode::FAILURE);
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
         }
-    }
-    if args.iter().any(|a| a == "--check-schemas") {
-        return Ok(ExitCode::SUCCESS);
-    }
+    };
 
     // JETFLOW_URL (or NATS_URL) selects the transport: nats://... runs on
     // JetStream, redis://... on Redis Streams (feature `redis`); without
@@ -226,17 +194,48 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let journal = Journal::default();
     let stock = Stock(Arc::new(Mutex::new(100)));
     // `from_env`: JETFLOW_OPS_ADDR switches the ops listener on; `--ops` too.
-    let mut app = App::from_env("shop");
-    if let Some(addr) = &ops {
-        app = app.ops(addr);
-    }
-    let app = app
+    let app = App::from_env("shop")
         .connect_options(connect)
         .state(stock.clone())
         .state(journal.clone())
         .handler(reserve_stock)
         .handler(send_confirmation)
         .publishes::<OrderCreated>();
+    // The schema gate: the contract of every published version is frozen.
+    // `check-schemas` runs it alone; the demo (`run`, the default) first.
+    let gate = SchemaGate::new(concat!(env!("CARGO_MANIFEST_DIR"), "/shop/schemas"))
+        .event::<OrderCreated>();
+    app.commands()
+        .schemas(gate)
+        .main_with(|app, args| demo(app, args, stock, journal))
+        .await
+}
+
+/// The demo (the `run` command): starts the app, publishes five orders and
+/// checks what happened (or, with `--serve`, serves until Ctrl-C).
+async fn demo(
+    app: App,
+    args: Vec<String>,
+    stock: Stock,
+    journal: Journal,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let serve = args.iter().any(|a| a == "--serve");
+    let value = |flag: &str, example: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .map(|i| {
+                args.get(i + 1)
+                    .cloned()
+                    .ok_or(format!("{flag} needs a value, e.g. {flag} {example}"))
+            })
+            .transpose()
+    };
+    let asyncapi = value("--asyncapi", "shop.yaml")?;
+    let ops = value("--ops", "127.0.0.1:9090")?;
+    let mut app = app;
+    if let Some(addr) = &ops {
+        app = app.ops(addr);
+    }
     if let Some(path) = &asyncapi {
         let doc = app.asyncapi();
         let text = if path.ends_with(".json") {

@@ -5,6 +5,9 @@
 
 pub mod app;
 pub mod asyncapi;
+#[cfg(feature = "commands")]
+#[cfg_attr(docsrs, doc(cfg(feature = "commands")))]
+pub mod commands;
 mod consume;
 pub mod dlq;
 pub mod error;

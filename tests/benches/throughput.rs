@@ -19,6 +19,12 @@
 //! publish phase, so they carry jetflow's headers); each uses its own durable
 //! consumer and ends when the server reports `num_pending == 0` and
 //! `num_ack_pending == 0`, i.e. every message is acked on the server.
+//!
+//! Metrics and OpenTelemetry are measured on and off in one run, in the
+//! order off, metrics, metrics+otel, metrics+otel, metrics, off (so that no
+//! side always runs first). OpenTelemetry on: jetflow's spans through
+//! `jetflow::telemetry::trace::layer`, every span sampled, the SDK's batch
+//! processor and an exporter that drops what it is sent (`throughput/otel.rs`).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +38,9 @@ use jetflow::prelude::*;
 use jetflow::testing::NatsServer;
 use jetflow_tests::measure::{Mark, Measured, load_average};
 use tokio::sync::Notify;
+
+#[path = "throughput/otel.rs"]
+mod otel;
 
 /// The event every phase carries: a small JSON object (~90 bytes).
 #[event(version = "v1")]
@@ -162,14 +171,40 @@ bench_handler!(
     concurrency = 64
 );
 bench_handler!(consume_c64_2, group = "bench_c64_2", concurrency = 64);
+// Metrics and OpenTelemetry both on, between the metrics pair:
+// off, metrics, both, both, metrics, off.
+bench_handler!(consume_c1_otel, group = "bench_c1_o", concurrency = 1);
+bench_handler!(consume_c1_otel_2, group = "bench_c1_o2", concurrency = 1);
+bench_handler!(consume_c64_otel, group = "bench_c64_o", concurrency = 64);
+bench_handler!(consume_c64_otel_2, group = "bench_c64_o2", concurrency = 64);
+
+/// What a phase has on: metrics, OpenTelemetry.
+#[derive(Clone, Copy)]
+struct On {
+    metrics: bool,
+    otel: bool,
+}
+
+const OFF: On = On {
+    metrics: false,
+    otel: false,
+};
+const METRICS: On = On {
+    metrics: true,
+    otel: false,
+};
+const BOTH: On = On {
+    metrics: true,
+    otel: true,
+};
 
 /// A jetflow `App` running one handler over the `W + N` messages, with
 /// its metrics on (recorded into jetflow's Prometheus registry, installed
-/// at the start of the bench) or off.
+/// at the start of the bench) or off, and OpenTelemetry on or off.
 async fn consume_jetflow<H: Handler>(
     url: &str,
     js: &jetstream::Context,
-    (handler, metrics): (H, bool),
+    (handler, on): (H, On),
     group: &str,
     warm: u64,
     n: u64,
@@ -177,12 +212,14 @@ async fn consume_jetflow<H: Handler>(
     let counter = Counter::new(warm, n);
     let handle = App::new("bench")
         .url(url)
-        .metrics(metrics)
+        .metrics(on.metrics)
         .state(counter.clone())
         .handler(handler)
         .start()
         .await?;
+    otel::set(on.otel);
     counter.done.notified().await;
+    otel::set(false);
     all_acked(
         js,
         "BENCH",
@@ -470,7 +507,8 @@ fn bench_size() -> anyhow::Result<u64> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    jetflow_tests::log_to_stderr("warn");
+    // warnings on stderr; OpenTelemetry switched on for its phases only
+    let (tracer_provider, exported) = otel::install()?;
 
     let n = bench_size()?;
     let warm = (n / 10).clamp(1_000, 10_000);
@@ -566,14 +604,35 @@ async fn main() -> anyhow::Result<()> {
         &mut rows,
         "consume jetflow, concurrency 1",
         limit,
-        consume_jetflow(&url, &js, (consume_c1, false), "bench_c1", warm, n),
+        consume_jetflow(&url, &js, (consume_c1, OFF), "bench_c1", warm, n),
     )
     .await;
     phase(
         &mut rows,
         "consume jetflow, concurrency 1, metrics",
         limit,
-        consume_jetflow(&url, &js, (consume_c1_metrics, true), "bench_c1_m", warm, n),
+        consume_jetflow(
+            &url,
+            &js,
+            (consume_c1_metrics, METRICS),
+            "bench_c1_m",
+            warm,
+            n,
+        ),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, concurrency 1, metrics+otel",
+        limit,
+        consume_jetflow(&url, &js, (consume_c1_otel, BOTH), "bench_c1_o", warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, concurrency 1, metrics+otel (2)",
+        limit,
+        consume_jetflow(&url, &js, (consume_c1_otel_2, BOTH), "bench_c1_o2", warm, n),
     )
     .await;
     phase(
@@ -583,7 +642,7 @@ async fn main() -> anyhow::Result<()> {
         consume_jetflow(
             &url,
             &js,
-            (consume_c1_metrics_2, true),
+            (consume_c1_metrics_2, METRICS),
             "bench_c1_m2",
             warm,
             n,
@@ -594,28 +653,28 @@ async fn main() -> anyhow::Result<()> {
         &mut rows,
         "consume jetflow, concurrency 1 (2)",
         limit,
-        consume_jetflow(&url, &js, (consume_c1_2, false), "bench_c1_2", warm, n),
+        consume_jetflow(&url, &js, (consume_c1_2, OFF), "bench_c1_2", warm, n),
     )
     .await;
     phase(
         &mut rows,
         "consume jetflow, c=1, prefetch 0",
         limit,
-        consume_jetflow(&url, &js, (consume_strict, false), "bench_strict", warm, n),
+        consume_jetflow(&url, &js, (consume_strict, OFF), "bench_strict", warm, n),
     )
     .await;
     phase(
         &mut rows,
         "consume jetflow, concurrency 8",
         limit,
-        consume_jetflow(&url, &js, (consume_c8, false), "bench_c8", warm, n),
+        consume_jetflow(&url, &js, (consume_c8, OFF), "bench_c8", warm, n),
     )
     .await;
     phase(
         &mut rows,
         "consume jetflow, concurrency 64",
         limit,
-        consume_jetflow(&url, &js, (consume_c64, false), "bench_c64", warm, n),
+        consume_jetflow(&url, &js, (consume_c64, OFF), "bench_c64", warm, n),
     )
     .await;
     phase(
@@ -625,8 +684,29 @@ async fn main() -> anyhow::Result<()> {
         consume_jetflow(
             &url,
             &js,
-            (consume_c64_metrics, true),
+            (consume_c64_metrics, METRICS),
             "bench_c64_m",
+            warm,
+            n,
+        ),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, concurrency 64, metrics+otel",
+        limit,
+        consume_jetflow(&url, &js, (consume_c64_otel, BOTH), "bench_c64_o", warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "consume jetflow, concurrency 64, metrics+otel (2)",
+        limit,
+        consume_jetflow(
+            &url,
+            &js,
+            (consume_c64_otel_2, BOTH),
+            "bench_c64_o2",
             warm,
             n,
         ),
@@ -639,7 +719,7 @@ async fn main() -> anyhow::Result<()> {
         consume_jetflow(
             &url,
             &js,
-            (consume_c64_metrics_2, true),
+            (consume_c64_metrics_2, METRICS),
             "bench_c64_m2",
             warm,
             n,
@@ -650,14 +730,14 @@ async fn main() -> anyhow::Result<()> {
         &mut rows,
         "consume jetflow, concurrency 64 (2)",
         limit,
-        consume_jetflow(&url, &js, (consume_c64_2, false), "bench_c64_2", warm, n),
+        consume_jetflow(&url, &js, (consume_c64_2, OFF), "bench_c64_2", warm, n),
     )
     .await;
     phase(
         &mut rows,
         "consume jetflow, c=64, ordered, 64 keys",
         limit,
-        consume_jetflow(&url, &js, (consume_lanes, false), "bench_lanes", warm, n),
+        consume_jetflow(&url, &js, (consume_lanes, OFF), "bench_lanes", warm, n),
     )
     .await;
     phase(
@@ -696,6 +776,22 @@ async fn main() -> anyhow::Result<()> {
         publish_typed_concurrent(&bus_metrics, warm, n),
     )
     .await;
+    otel::set(true);
+    phase(
+        &mut rows,
+        "publish jetflow, 256 concurrent, metrics+otel",
+        limit,
+        publish_typed_concurrent(&bus_metrics, warm, n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "publish jetflow, 256 concurrent, metrics+otel (2)",
+        limit,
+        publish_typed_concurrent(&bus_metrics, warm, n),
+    )
+    .await;
+    otel::set(false);
     phase(
         &mut rows,
         "publish jetflow, 256 concurrent, metrics (2)",
@@ -809,20 +905,38 @@ async fn main() -> anyhow::Result<()> {
             _ => println!("{label:<46} {:>10} {:>10}", "n/a", "n/a"),
         }
     }
-    // Metrics on / off over both pairs of the A B B A order: all messages
-    // over all wall time, all CPU over all messages.
-    for (label, base) in [
+    // On / off over both phases of each side of the A B B A order: all
+    // messages over all wall time, all CPU over all messages.
+    for (label, base, what) in [
         (
             "metrics on / off: consume c=1",
             "consume jetflow, concurrency 1",
+            "metrics",
         ),
         (
             "metrics on / off: consume c=64",
             "consume jetflow, concurrency 64",
+            "metrics",
         ),
         (
             "metrics on / off: publish 256 concurrent",
             "publish jetflow, 256 concurrent",
+            "metrics",
+        ),
+        (
+            "metrics+otel on / off: consume c=1",
+            "consume jetflow, concurrency 1",
+            "metrics+otel",
+        ),
+        (
+            "metrics+otel on / off: consume c=64",
+            "consume jetflow, concurrency 64",
+            "metrics+otel",
+        ),
+        (
+            "metrics+otel on / off: publish 256 concurrent",
+            "publish jetflow, 256 concurrent",
+            "metrics+otel",
         ),
     ] {
         let sum = |names: [String; 2]| {
@@ -834,7 +948,7 @@ async fn main() -> anyhow::Result<()> {
                 (n as f64 / wall, cpu * 1e6 / n as f64)
             })
         };
-        let on = sum([format!("{base}, metrics"), format!("{base}, metrics (2)")]);
+        let on = sum([format!("{base}, {what}"), format!("{base}, {what} (2)")]);
         let off = sum([base.to_owned(), format!("{base} (2)")]);
         match (on, off) {
             (Some((rate_on, cpu_on)), Some((rate_off, cpu_off))) => println!(
@@ -852,6 +966,9 @@ async fn main() -> anyhow::Result<()> {
         "metrics: {} series lines in the scrape",
         scrape.lines().filter(|l| !l.starts_with('#')).count()
     );
+    tracer_provider.force_flush()?;
+    eprintln!("otel: {} spans exported", exported.count());
+    tracer_provider.shutdown()?;
     drop((bus, bus_metrics));
     quiet.stop().await?;
     metered.stop().await?;

@@ -51,8 +51,17 @@ pub async fn brief_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
 /// like the child's, then fills the stream with `n` chores
 /// (`chore-0`, ...) while nobody consumes.
 pub async fn provision_and_fill<H: Handler>(url: &str, handler: H, n: u64) {
+    provision_and_fill_with(jetflow::ConnectOptions::new(url), handler, n).await;
+}
+
+/// [`provision_and_fill`], connecting with `options` (credentials).
+pub async fn provision_and_fill_with<H: Handler>(
+    options: jetflow::ConnectOptions,
+    handler: H,
+    n: u64,
+) {
     let provision = App::new("chore-service")
-        .url(url)
+        .connect_options(options)
         .handler(handler)
         .start()
         .await
@@ -108,19 +117,54 @@ struct Printed {
 pub struct Service {
     child: Child,
     printed: Arc<Mutex<Printed>>,
+    /// Its stderr (its logs), when captured ([`Service::spawn_with`]).
+    logs: Arc<Mutex<String>>,
 }
 
 impl Service {
     /// Starts the child `binary` (a test's
     /// `env!("CARGO_BIN_EXE_chore-service")`) on `url`, running `chores`.
     pub fn spawn(binary: &str, url: &str, chores: Chores) -> Service {
-        let mut child = Command::new(binary)
+        Service::start(binary, url, chores, &[], false)
+    }
+
+    /// Like [`Service::spawn`], with more environment variables (the
+    /// credentials, `RUST_LOG`, `OTEL_*`, ...), capturing its logs
+    /// (stderr) for [`Service::logs`].
+    pub fn spawn_with(binary: &str, url: &str, chores: Chores, env: &[(&str, &str)]) -> Service {
+        Service::start(binary, url, chores, env, true)
+    }
+
+    fn start(
+        binary: &str,
+        url: &str,
+        chores: Chores,
+        env: &[(&str, &str)],
+        capture_logs: bool,
+    ) -> Service {
+        let mut command = Command::new(binary);
+        command
             .env("NATS_URL", url)
             .env("JETFLOW_TEST_HANDLER", chores.env())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn the chore-service binary");
+            .kill_on_drop(true);
+        if capture_logs {
+            command.stderr(Stdio::piped());
+        }
+        let mut child = command.spawn().expect("spawn the chore-service binary");
+        let logs = Arc::new(Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let sink = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut logs = sink.lock().expect("lock");
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("piped stdout");
         let printed = Arc::new(Mutex::new(Printed::default()));
         let sink = printed.clone();
@@ -143,7 +187,31 @@ impl Service {
                 }
             }
         });
-        Service { child, printed }
+        Service {
+            child,
+            printed,
+            logs,
+        }
+    }
+
+    /// What it logged so far (stderr; empty unless spawned with
+    /// [`Service::spawn_with`]).
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("lock").clone()
+    }
+
+    /// Waits (at most [`WAIT`]) until it exits by itself; its exit status.
+    pub async fn exited(mut self) -> (std::process::ExitStatus, String) {
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("the service exits within the bound")
+            .expect("wait for the service");
+        self.drained().await;
+        eventually(WAIT, "stderr closed", || async {
+            (Arc::strong_count(&self.logs) == 1).then_some(())
+        })
+        .await;
+        (status, self.logs())
     }
 
     /// Deliveries it finished handling, in the order printed.
@@ -175,6 +243,18 @@ impl Service {
         assert!(exit.success(), "graceful stop exits 0, got {exit}");
         self.drained().await;
         self.handled()
+    }
+
+    /// Sends SIGTERM, waits (bounded) for a clean exit and for its stderr
+    /// to close; returns its logs.
+    pub async fn terminate_logged(self) -> String {
+        let logs = self.logs.clone();
+        self.terminate().await;
+        eventually(WAIT, "stderr closed", || async {
+            (Arc::strong_count(&logs) == 1).then_some(())
+        })
+        .await;
+        logs.lock().expect("lock").clone()
     }
 
     /// Sends SIGKILL (a crash: nothing is settled) and waits for the exit;

@@ -85,6 +85,64 @@ impl App {
     }
 }
 
+impl App {
+    /// The streams the app's handlers need (and the DLQ stream when one
+    /// dead-letters), each storing its handlers' subjects.
+    pub(super) fn stream_decls(&self) -> Vec<StreamDecl> {
+        let mut streams: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let durable = || self.handlers.iter().filter(|h| !h.notification());
+        for h in durable() {
+            streams
+                .entry(h.stream().to_owned())
+                .or_default()
+                .push(h.subject());
+        }
+        // What the app says it publishes is provisioned too: a service that
+        // only produces an event must not wait for a consumer of it to start.
+        for e in self.publishes.iter().filter(|e| !e.notification) {
+            streams
+                .entry(e.stream.to_owned())
+                .or_default()
+                .push(e.subject.to_owned());
+        }
+        if durable().any(|h| h.options().dead_letter_or_default()) {
+            streams
+                .entry(dlq::STREAM.to_owned())
+                .or_default()
+                .push(dlq::SUBJECTS.replace('>', "x"));
+        }
+        streams
+            .into_iter()
+            .map(|(name, subjects)| StreamDecl::new(name, subjects, self.streams.clone()))
+            .collect()
+    }
+
+    /// The durable consumer of each handler that has one (not a
+    /// notification handler's).
+    pub(super) fn consumer_decls(&self) -> Vec<ConsumerDecl> {
+        self.handlers
+            .iter()
+            .filter(|h| !h.notification())
+            .map(|h| consumer_decl(&**h, h.options().group.unwrap_or(&self.name)))
+            .collect()
+    }
+}
+
+/// The durable consumer of the durable handler `h` in `group`.
+fn consumer_decl(h: &dyn Registration, group: &str) -> ConsumerDecl {
+    let o = h.options();
+    ConsumerDecl {
+        stream: h.stream().to_owned(),
+        durable: topology::durable_name(group, h.event_name()),
+        filter_subject: h.subject(),
+        ack_wait: o.ack_wait_or_default(),
+        // no broker-side limit: the worker decides the last
+        // delivery, so one that does not settle is never stranded
+        max_deliver: 0,
+        deliver: o.deliver.unwrap_or(DeliverPolicy::All),
+    }
+}
+
 /// What the transport cannot do for `h`, refused before anything is
 /// declared: never silently ignored.
 fn check_capabilities(h: &dyn Registration, caps: &Capabilities, transport: &str) -> Result<()> {
@@ -188,32 +246,7 @@ pub(super) async fn start<T: Transport>(
         check_capabilities(&**h, &caps, &describe)?;
     }
 
-    let mut streams: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let durable = || app.handlers.iter().filter(|h| !h.notification());
-    for h in durable() {
-        streams
-            .entry(h.stream().to_owned())
-            .or_default()
-            .push(h.subject());
-    }
-    // What the app says it publishes is provisioned too: a service that
-    // only produces an event must not wait for a consumer of it to start.
-    for e in app.publishes.iter().filter(|e| !e.notification) {
-        streams
-            .entry(e.stream.to_owned())
-            .or_default()
-            .push(e.subject.to_owned());
-    }
-    if durable().any(|h| h.options().dead_letter_or_default()) {
-        streams
-            .entry(dlq::STREAM.to_owned())
-            .or_default()
-            .push(dlq::SUBJECTS.replace('>', "x"));
-    }
-    let streams: Vec<StreamDecl> = streams
-        .into_iter()
-        .map(|(name, subjects)| StreamDecl::new(name, subjects, app.streams.clone()))
-        .collect();
+    let streams = app.stream_decls();
     let declared = Arc::new(Declared::new(streams, app.policy));
     transport
         .declare_streams(declared.streams(), app.policy)
@@ -254,16 +287,7 @@ pub(super) async fn start<T: Transport>(
             };
             (source, Capabilities::NONE, o.ack_wait_or_default(), false)
         } else {
-            let decl = ConsumerDecl {
-                stream: h.stream().to_owned(),
-                durable: topology::durable_name(&group, h.event_name()),
-                filter_subject: h.subject(),
-                ack_wait: o.ack_wait_or_default(),
-                // no broker-side limit: the worker decides the last
-                // delivery, so one that does not settle is never stranded
-                max_deliver: 0,
-                deliver: o.deliver.unwrap_or(DeliverPolicy::All),
-            };
+            let decl = consumer_decl(&*h, &group);
             let view = transport.declare_consumer(&decl, app.policy).await?;
             let ack_wait = if view.ack_wait.is_zero() {
                 Duration::from_secs(30)

@@ -21,7 +21,7 @@ use crate::handler::context::{Inner, NoProgress, WithProgress};
 use crate::handler::{BoxFuture, Context, Extensions, HandlerError};
 use crate::publish::{Bus, headers};
 use crate::retry::Action;
-use crate::telemetry::Outcome;
+use crate::telemetry::{Outcome, traced};
 use crate::transport::{Acker, DeliveryInfo, Headers, Message, Settle};
 
 pub(super) struct Shared {
@@ -58,22 +58,28 @@ enum Waited {
 impl Shared {
     pub(super) async fn process<A: Acker>(&self, m: Message<A>) {
         let event_id = m.headers.get(headers::ID).map(str::to_owned);
-        let span = tracing::info_span!(
-            "jetflow.handle",
-            handler = self.binding.handler,
-            subject = %m.subject,
-            stream = %m.info.stream,
-            consumer = %m.info.consumer,
-            seq = m.info.stream_sequence,
-            delivered = m.info.delivered,
-            event_id = event_id.as_deref().unwrap_or(""),
-            outcome = tracing::field::Empty,
-        );
+        let (span, trace_id) = traced::handler_span(traced::Delivery {
+            system: self.bus.transport().system(),
+            handler: self.binding.handler,
+            group: &self.binding.group,
+            subject: &m.subject,
+            stream: &m.info.stream,
+            consumer: &m.info.consumer,
+            seq: m.info.stream_sequence,
+            delivered: m.info.delivered,
+            event_id: event_id.as_deref().unwrap_or(""),
+            headers: &m.headers,
+        });
         let _in_flight = self.binding.stats.metrics().in_flight();
-        self.handle(m, event_id).instrument(span).await;
+        self.handle(m, event_id, trace_id).instrument(span).await;
     }
 
-    async fn handle<A: Acker>(&self, m: Message<A>, event_id: Option<String>) {
+    async fn handle<A: Acker>(
+        &self,
+        m: Message<A>,
+        event_id: Option<String>,
+        trace_id: Option<u128>,
+    ) {
         let Message {
             subject,
             mut headers,
@@ -89,6 +95,7 @@ impl Shared {
             let ctx = self.context(
                 subject.take().unwrap_or_default(),
                 event_id.clone(),
+                trace_id,
                 info.clone(),
                 headers,
                 &acker,
@@ -147,7 +154,7 @@ impl Shared {
                         }
                     }
                     info.delivered += 1;
-                    tracing::Span::current().record("delivered", info.delivered);
+                    tracing::Span::current().record("delivered", info.delivered as i64);
                     subject = Some(kept.subject().to_owned());
                     headers = kept.headers().clone();
                 }
@@ -160,6 +167,7 @@ impl Shared {
         &self,
         subject: String,
         event_id: Option<String>,
+        trace_id: Option<u128>,
         info: DeliveryInfo,
         headers: Headers,
         acker: &A,
@@ -169,6 +177,7 @@ impl Shared {
                 Inner {
                     handler: self.binding.handler,
                     event_id,
+                    trace_id,
                     subject,
                     info,
                     headers,

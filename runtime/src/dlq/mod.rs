@@ -12,7 +12,7 @@
 
 mod replay;
 
-pub use replay::{Filter, Replay, ReplayError, Replayed, find, purge, replay};
+pub use replay::{Filter, Replay, ReplayError, Replayed, find, purge, purge_with_progress, replay};
 
 use std::borrow::Cow;
 
@@ -126,6 +126,7 @@ pub(crate) async fn capture(
         make_headers,
         payload,
         &id,
+        None,
     )
     .await
 }

@@ -206,6 +206,7 @@ pub async fn replay(bus: &Bus, dlq_sequence: u64, how: Replay) -> Result<Replaye
             || replayed.headers.clone(),
             record.payload,
             &format!("replay:{dlq_sequence}:{fresh}"),
+            Some(&replayed.headers),
         )
         .await?;
     let marker = || {
@@ -219,6 +220,7 @@ pub async fn replay(bus: &Bus, dlq_sequence: u64, how: Replay) -> Result<Replaye
         marker,
         Bytes::new(),
         &format!("replayed:{dlq_sequence}:{fresh}"),
+        None,
     )
     .await?;
     tracing::info!(dlq_sequence, subject = %replayed.subject, seq = ack.sequence, stream = %ack.stream, "replayed a dead letter");
@@ -239,6 +241,30 @@ pub async fn replay(bus: &Bus, dlq_sequence: u64, how: Replay) -> Result<Replaye
 /// # Ok(()) }
 /// ```
 pub async fn purge(bus: &Bus, filter: &Filter, dry_run: bool) -> Result<Vec<u64>, crate::Error> {
+    purge_with_progress(bus, filter, dry_run, |_, _| {}).await
+}
+
+/// Dead letters deleted per broker call by [`purge_with_progress`].
+const PURGE_CHUNK: usize = 256;
+
+/// [`purge`], deleting in chunks of 256 dead letters and calling
+/// `progress(done, total)` after each (for a progress bar).
+///
+/// ```no_run
+/// # async fn demo(bus: jetflow::Bus) -> Result<(), jetflow::Error> {
+/// use jetflow::dlq::{Filter, purge_with_progress};
+/// let gone = purge_with_progress(&bus, &Filter::new(), false, |done, total| {
+///     eprintln!("purged {done} of {total}");
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub async fn purge_with_progress(
+    bus: &Bus,
+    filter: &Filter,
+    dry_run: bool,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<u64>, crate::Error> {
     let stored = bus.read_stream(STREAM).await?;
     let markers: Vec<(u64, u64)> = markers(&stored).collect();
     let doomed: Vec<u64> = records(stored)
@@ -249,12 +275,20 @@ pub async fn purge(bus: &Bus, filter: &Filter, dry_run: bool) -> Result<Vec<u64>
     if dry_run || doomed.is_empty() {
         return Ok(doomed);
     }
-    let doomed_markers = markers
-        .iter()
-        .filter(|(_, of)| doomed.contains(of))
-        .map(|(seq, _)| *seq);
-    let sequences: Vec<u64> = doomed.iter().copied().chain(doomed_markers).collect();
-    bus.delete_messages(STREAM, &sequences).await?;
+    let mut markers_of: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+    for (seq, of) in markers {
+        markers_of.entry(of).or_default().push(seq);
+    }
+    let mut done = 0;
+    for chunk in doomed.chunks(PURGE_CHUNK) {
+        let sequences: Vec<u64> = chunk
+            .iter()
+            .flat_map(|d| std::iter::once(*d).chain(markers_of.remove(d).unwrap_or_default()))
+            .collect();
+        bus.delete_messages(STREAM, &sequences).await?;
+        done += chunk.len();
+        progress(done, doomed.len());
+    }
     tracing::info!(purged = doomed.len(), "purged dead letters");
     Ok(doomed)
 }

@@ -22,6 +22,8 @@ pub struct Context {
 pub(crate) struct Inner<P: ?Sized> {
     pub(crate) handler: &'static str,
     pub(crate) event_id: Option<String>,
+    /// The trace of the delivery (feature `otel`, with a tracing layer).
+    pub(crate) trace_id: Option<u128>,
     pub(crate) subject: String,
     pub(crate) info: DeliveryInfo,
     pub(crate) headers: Headers,
@@ -65,6 +67,21 @@ impl Context {
     /// The event id (`ce-id` header), if the producer set one.
     pub fn event_id(&self) -> Option<&str> {
         self.inner.event_id.as_deref()
+    }
+    /// The OpenTelemetry trace id of this delivery (32 lowercase hex
+    /// digits): the producer's trace, continued by the handler span (see
+    /// [`telemetry::trace`](crate::telemetry)). `None` without the `otel`
+    /// feature or without an OpenTelemetry layer in the subscriber.
+    ///
+    /// ```
+    /// # async fn h(ctx: jetflow::Context) {
+    /// if let Some(trace) = ctx.trace_id() {
+    ///     assert_eq!(trace.len(), 32);
+    /// }
+    /// # }
+    /// ```
+    pub fn trace_id(&self) -> Option<String> {
+        self.inner.trace_id.map(|id| format!("{id:032x}"))
     }
     /// The subject the message was published on.
     pub fn subject(&self) -> &str {

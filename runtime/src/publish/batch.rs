@@ -6,10 +6,11 @@
 use std::borrow::Cow;
 
 use crate::event::Event;
-use crate::telemetry::export;
+use crate::telemetry::{export, traced};
 use crate::transport::{
     BoxError, Outgoing, PubAck, PublishError, PublishErrorKind, PublishFailure,
 };
+use tracing::Instrument as _;
 
 use super::Bus;
 
@@ -143,10 +144,20 @@ impl Bus {
     /// the same message ids; one result per message, in order.
     pub(crate) async fn publish_pipelined(
         &self,
-        messages: Vec<Outgoing>,
+        mut messages: Vec<Outgoing>,
     ) -> Vec<Result<PubAck, PublishError>> {
         let timer = self.metrics().timer();
-        let results = self.publish_pipelined_attempts(&messages).await;
+        let first = messages.first().map_or("", |m| &m.subject);
+        let span = traced::batch_span(self.system(), first, messages.len());
+        span.in_scope(|| {
+            for m in &mut messages {
+                traced::inject(&mut m.headers);
+            }
+        });
+        let results = self
+            .publish_pipelined_attempts(&messages)
+            .instrument(span)
+            .await;
         for (m, result) in messages.iter().zip(&results) {
             // a batch holds typed events, whose subjects are static
             let label = match &m.subject {

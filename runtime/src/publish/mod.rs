@@ -12,9 +12,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use time::format_description::well_known::Rfc3339;
+use tracing::Instrument as _;
 
 use crate::event::{Event, Notification};
 use crate::telemetry::export::{self, PublishMetrics, PublishOutcome};
+use crate::telemetry::traced;
 use crate::topology::{ConsumerState, Declared, TopologyError};
 use crate::transport::{
     Capabilities, DynTransport, Headers, Outgoing, PublishFailure, Stored, Transport,
@@ -123,6 +125,11 @@ impl Bus {
         &*self.inner.transport
     }
 
+    /// The messaging system of the transport, for spans.
+    fn system(&self) -> &'static str {
+        self.inner.transport.system()
+    }
+
     /// Publishes `event` on [`Event::SUBJECT`] and returns the PubAck.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<PubAck, PublishError> {
         self.publish_caused(event, None, None).await
@@ -152,8 +159,15 @@ impl Bus {
         }
         let (payload, id, time) = self.encode(event)?;
         let make_headers = || self.event_headers::<E>(&id, time.as_deref(), correlation, causation);
-        self.publish_message(Cow::Borrowed(subject), subject, make_headers, payload, &id)
-            .await
+        self.publish_message(
+            Cow::Borrowed(subject),
+            subject,
+            make_headers,
+            payload,
+            &id,
+            None,
+        )
+        .await
     }
 
     pub(crate) async fn notify_caused<E: Event>(
@@ -172,12 +186,15 @@ impl Bus {
     /// Sends a notification; `label` is its subject's metrics label.
     async fn send_notification(
         &self,
-        message: Outgoing,
+        mut message: Outgoing,
         label: &'static str,
     ) -> Result<(), PublishError> {
         let subject = message.subject.clone();
         let timer = self.inner.metrics.timer();
-        let result = self.inner.transport.notify(message).await;
+        let span = traced::publish_span(self.system(), &subject, &message.id);
+        traced::continue_from(&span, &message.headers);
+        span.in_scope(|| traced::inject(&mut message.headers));
+        let result = self.inner.transport.notify(message).instrument(span).await;
         let outcome = match result {
             Ok(()) => PublishOutcome::Sent,
             Err(_) => PublishOutcome::Failed,
@@ -266,6 +283,7 @@ impl Bus {
             || headers.clone(),
             payload,
             &id,
+            Some(&headers),
         )
         .await
     }
@@ -321,6 +339,10 @@ impl Bus {
     /// attempt) and message id `msg_id`, retrying a lost acknowledgement
     /// with the same id. `label` is the subject's metrics label: an event
     /// type's subject, or a fixed word where the subject is not bounded.
+    ///
+    /// Runs in a producer span (feature `otel`) whose trace context goes
+    /// into the headers; outside any span, the span continues the trace
+    /// that `trace_from` names (a raw publish's or a replay's headers).
     pub(crate) async fn publish_message(
         &self,
         subject: Cow<'static, str>,
@@ -328,10 +350,16 @@ impl Bus {
         make_headers: impl Fn() -> Headers,
         payload: Bytes,
         msg_id: &str,
+        trace_from: Option<&Headers>,
     ) -> Result<PubAck, PublishError> {
         let timer = self.inner.metrics.timer();
+        let span = traced::publish_span(self.system(), &subject, msg_id);
+        if let Some(headers) = trace_from {
+            traced::continue_from(&span, headers);
+        }
         let result = self
             .publish_attempts(subject, make_headers, payload, msg_id)
+            .instrument(span)
             .await;
         self.inner.metrics.ended(label, outcome_of(&result), timer);
         result
@@ -348,7 +376,9 @@ impl Bus {
         let mut last = None;
         let mut restored = false;
         for attempt in 1..=attempts {
-            let message = Outgoing::new(subject.clone(), make_headers(), payload.clone(), msg_id);
+            let mut headers = make_headers();
+            traced::inject(&mut headers);
+            let message = Outgoing::new(subject.clone(), headers, payload.clone(), msg_id);
             match self.inner.transport.publish(message).await {
                 Ok(ack) => return Ok(ack),
                 Err(PublishFailure::Lost(e)) => {

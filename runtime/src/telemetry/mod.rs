@@ -3,7 +3,10 @@
 //! tests wait on them with [`AppHandle::wait_stats`](crate::AppHandle::wait_stats).
 //! With the `metrics` feature the same events also feed [`metrics`]
 //! (Prometheus names, served on the ops listener's `/metrics`), from the
-//! same call: one place records each event.
+//! same call: one place records each event. With the `otel` feature,
+//! [`trace`] propagates W3C trace context through every publish and consume.
+//! With the `logging` feature (default), `init` installs a subscriber
+//! that logs (text or JSON) and, with `otel`, exports spans over OTLP.
 
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -11,10 +14,26 @@ pub mod metrics;
 #[cfg(not(feature = "metrics"))]
 pub(crate) mod noop;
 
+#[cfg(feature = "logging")]
+mod logging;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod trace;
+
+#[cfg(feature = "logging")]
+#[cfg_attr(docsrs, doc(cfg(feature = "logging")))]
+pub use logging::{InitError, Telemetry, init};
+#[cfg(not(feature = "otel"))]
+pub(crate) mod untraced;
+
 #[cfg(feature = "metrics")]
 pub(crate) use metrics as export;
 #[cfg(not(feature = "metrics"))]
 pub(crate) use noop as export;
+#[cfg(feature = "otel")]
+pub(crate) use trace as traced;
+#[cfg(not(feature = "otel"))]
+pub(crate) use untraced as traced;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

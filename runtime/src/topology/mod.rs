@@ -11,8 +11,8 @@ mod plan;
 mod restore;
 
 pub use error::{TopologyError, TopologyErrorKind};
-pub(crate) use plan::update_refused;
 pub use plan::{ConsumerPlan, ConsumerView, StreamPlan, plan_consumer, plan_stream};
+pub(crate) use plan::{diff, missing_subjects, update_refused};
 pub(crate) use restore::Declared;
 
 use std::time::Duration;

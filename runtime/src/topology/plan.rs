@@ -55,11 +55,7 @@ pub fn plan_stream(
         }
         return Ok(StreamPlan::Create { subjects: wanted });
     };
-    let missing: Vec<&String> = stream
-        .subjects
-        .iter()
-        .filter(|s| !existing.iter().any(|have| subject_matches(have, s)))
-        .collect();
+    let missing = missing_subjects(stream, existing);
     if missing.is_empty() {
         return Ok(StreamPlan::Keep);
     }
@@ -81,6 +77,16 @@ pub fn plan_stream(
             "add the subjects to the stream, or start with TopologyPolicy::Update",
         )),
     }
+}
+
+/// The declared subjects of `stream` that none of the `existing` patterns
+/// stores.
+pub(crate) fn missing_subjects<'a>(stream: &'a StreamDecl, existing: &[String]) -> Vec<&'a String> {
+    stream
+        .subjects
+        .iter()
+        .filter(|s| !existing.iter().any(|have| subject_matches(have, s)))
+        .collect()
 }
 
 /// A durable consumer as the broker has it, in jetflow's terms (what
@@ -191,7 +197,7 @@ pub(crate) fn update_refused(
 }
 
 /// Field-by-field differences between the broker's consumer and the declaration.
-fn diff(server: &ConsumerView, declared: &ConsumerView) -> String {
+pub(crate) fn diff(server: &ConsumerView, declared: &ConsumerView) -> String {
     let mut out = String::new();
     let mut field = |name: &str, s: String, d: String| {
         if s != d {

@@ -38,6 +38,8 @@ pub(crate) trait DynTransport: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), TopologyError>>;
     fn describe(&self) -> String;
     fn capabilities(&self) -> Capabilities;
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    fn system(&self) -> &'static str;
     #[cfg_attr(not(feature = "ops"), allow(dead_code))]
     fn is_connected(&self) -> bool;
     fn as_any(&self) -> &dyn Any;
@@ -91,6 +93,9 @@ impl<T: Transport> DynTransport for T {
     }
     fn capabilities(&self) -> Capabilities {
         Transport::capabilities(self)
+    }
+    fn system(&self) -> &'static str {
+        Transport::system(self)
     }
     fn is_connected(&self) -> bool {
         Transport::is_connected(self)

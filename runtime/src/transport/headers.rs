@@ -159,6 +159,17 @@ impl Headers {
         self.entries.push((intern_name(name), value.to_owned()));
     }
 
+    /// Sets `name` like [`try_insert`](Headers::try_insert), without
+    /// allocating a well-known name (`traceparent`, `ce-id`, ...).
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn try_insert_known(
+        &mut self,
+        name: &str,
+        value: String,
+    ) -> Result<(), HeaderError> {
+        self.try_insert(intern_name(name), value)
+    }
+
     /// The pairs, for a transport that writes them to the wire.
     pub fn into_pairs(self) -> impl Iterator<Item = (Cow<'static, str>, String)> {
         self.entries.into_iter()

@@ -68,6 +68,10 @@ use crate::topology::{
     ConsumerDecl, ConsumerState, ConsumerView, StreamDecl, TopologyError, TopologyPolicy,
 };
 
+/// Why a transport without read-only topology methods cannot plan.
+const NO_READ_ONLY: &str = "this transport cannot read its streams and consumers without changing them, so \
+    `plan` is not supported on it (it is on NATS JetStream)";
+
 /// A connection to a broker, as the runtime uses it. Cheap to clone.
 ///
 /// Every method is called from tokio tasks; none may block the thread.
@@ -82,6 +86,13 @@ pub trait Transport: Clone + Send + Sync + 'static {
 
     /// What the broker does natively for durable consumers.
     fn capabilities(&self) -> Capabilities;
+
+    /// The messaging system, as OpenTelemetry's `messaging.system`
+    /// attribute names it on publish and consume spans: `nats`, `redis`.
+    /// By default `jetflow`.
+    fn system(&self) -> &'static str {
+        "jetflow"
+    }
 
     /// `false` while the connection to the broker is known to be down
     /// (reconnecting): the ops listener's `/readyz` says not ready at once,
@@ -148,6 +159,29 @@ pub trait Transport: Clone + Send + Sync + 'static {
         consumer: &ConsumerDecl,
         policy: TopologyPolicy,
     ) -> impl Future<Output = Result<ConsumerView, TopologyError>> + Send;
+
+    /// The subject patterns `stream` stores, `None` when it does not
+    /// exist; reads only (`plan` shows what provisioning would change). By
+    /// default: not supported.
+    fn stream_subjects(
+        &self,
+        stream: &str,
+    ) -> impl Future<Output = Result<Option<Vec<String>>, TopologyError>> + Send {
+        let what = format!("stream `{stream}`");
+        async move { Err(TopologyError::read(what, "plan", NO_READ_ONLY)) }
+    }
+
+    /// The durable consumer as the broker has it, `None` when it (or its
+    /// stream) does not exist; reads only, like
+    /// [`stream_subjects`](Transport::stream_subjects). By default: not
+    /// supported.
+    fn consumer_view(
+        &self,
+        consumer: &ConsumerDecl,
+    ) -> impl Future<Output = Result<Option<ConsumerView>, TopologyError>> + Send {
+        let what = consumer.describe();
+        async move { Err(TopologyError::read(what, "plan", NO_READ_ONLY)) }
+    }
 
     /// Whether the declared consumer and its stream exist, for recovery.
     fn consumer_status(

@@ -1,17 +1,29 @@
 //! A jetflow service for the child-process tests: `App::run` on
 //! `NATS_URL` with the handler `JETFLOW_TEST_HANDLER` names (`slow`, the
 //! default, or `brief`; see `jetflow_tests::service`). It runs until
-//! SIGINT or SIGTERM, or is killed.
+//! SIGINT or SIGTERM, or is killed. Logs and traces are set up by
+//! `jetflow::telemetry::init()`, as the README's quick start does; an
+//! error is printed (its `Display`) and exits 1.
 
 use jetflow_tests::service::{brief_chore, slow_chore};
 
 #[tokio::main]
-async fn main() -> jetflow::Result<()> {
-    jetflow_tests::log_to_stderr("jetflow=info");
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    // logs (RUST_LOG, JETFLOW_LOG_FORMAT) and, with
+    // OTEL_EXPORTER_OTLP_ENDPOINT, spans over OTLP until the guard drops
+    let _telemetry = jetflow::telemetry::init()?;
     let app = jetflow::App::from_env("chore-service");
     let app = match std::env::var("JETFLOW_TEST_HANDLER").as_deref() {
         Ok("brief") => app.handler(brief_chore),
         _ => app.handler(slow_chore),
     };
-    app.run().await
+    app.run().await?;
+    Ok(())
 }

@@ -183,6 +183,10 @@ impl Transport for NatsTransport {
         format!("JetStream on nats-server {} at {}", info.version, info.host)
     }
 
+    fn system(&self) -> &'static str {
+        "nats"
+    }
+
     fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
@@ -238,6 +242,19 @@ impl Transport for NatsTransport {
         policy: TopologyPolicy,
     ) -> Result<ConsumerView, TopologyError> {
         topology::declare_consumer(&self.js, &self.server_version(), consumer, policy).await
+    }
+
+    async fn stream_subjects(&self, stream: &str) -> Result<Option<Vec<String>>, TopologyError> {
+        Ok(topology::stream_config(&self.js, stream)
+            .await?
+            .map(|config| config.subjects))
+    }
+
+    async fn consumer_view(
+        &self,
+        consumer: &ConsumerDecl,
+    ) -> Result<Option<ConsumerView>, TopologyError> {
+        topology::consumer_view(&self.js, consumer).await
     }
 
     async fn consumer_status(&self, consumer: &ConsumerDecl) -> ConsumerStatus {

@@ -28,18 +28,7 @@ pub(super) async fn declare_stream(
 ) -> Result<(), TopologyError> {
     let name = decl.name.as_str();
     let what = || format!("stream `{name}`");
-    let existing = match js.get_stream(name).await {
-        Ok(mut stream) => Some(
-            stream
-                .info()
-                .await
-                .map_err(|e| TopologyError::read(what(), "read", e))?
-                .config
-                .clone(),
-        ),
-        Err(e) if is_stream_not_found(&e) => None,
-        Err(e) => return Err(TopologyError::read(what(), "look up", e)),
-    };
+    let existing = stream_config(js, name).await?;
     let plan = topology::plan_stream(decl, policy, existing.as_ref().map(|c| &c.subjects[..]))?;
     match (plan, existing) {
         (StreamPlan::Keep, _) => Ok(()),
@@ -79,6 +68,46 @@ pub(super) async fn declare_stream(
             "provision",
             format!("the plan {plan:?} is for a stream that exists, and it does not"),
         )),
+    }
+}
+
+/// The stream's config on the server; `None` when it does not exist.
+pub(super) async fn stream_config(
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<Option<stream::Config>, TopologyError> {
+    let what = || format!("stream `{name}`");
+    match js.get_stream(name).await {
+        Ok(mut stream) => Ok(Some(
+            stream
+                .info()
+                .await
+                .map_err(|e| TopologyError::read(what(), "read", e))?
+                .config
+                .clone(),
+        )),
+        Err(e) if is_stream_not_found(&e) => Ok(None),
+        Err(e) => Err(TopologyError::read(what(), "look up", e)),
+    }
+}
+
+/// The durable consumer as the server has it; `None` when it or its
+/// stream does not exist.
+pub(super) async fn consumer_view(
+    js: &jetstream::Context,
+    decl: &ConsumerDecl,
+) -> Result<Option<ConsumerView>, TopologyError> {
+    if stream_config(js, &decl.stream).await?.is_none() {
+        return Ok(None);
+    }
+    let stream = js
+        .get_stream_no_info(&decl.stream)
+        .await
+        .map_err(|e| TopologyError::read(format!("stream `{}`", decl.stream), "open", e))?;
+    match stream.consumer_info(&decl.durable).await {
+        Ok(info) => Ok(Some(view(&info.config))),
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => Ok(None),
+        Err(e) => Err(TopologyError::read(decl.describe(), "read", e)),
     }
 }
 

@@ -286,6 +286,10 @@ impl Transport for RedisTransport {
         RedisTransport::CAPABILITIES
     }
 
+    fn system(&self) -> &'static str {
+        "redis"
+    }
+
     async fn publish(&self, message: Outgoing) -> Result<PubAck, PublishFailure> {
         let lost_or_failed = |e: redis::RedisError| {
             if is_lost(&e) {
