@@ -10,6 +10,7 @@ pub mod dlq;
 pub mod error;
 pub mod event;
 pub mod handler;
+pub mod idempotency;
 #[cfg(feature = "ops")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
 pub mod ops;

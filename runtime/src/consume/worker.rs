@@ -15,10 +15,13 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::claim::Claimed;
+use super::pause::Pause;
 use super::{Binding, Process};
 use crate::dlq;
 use crate::handler::context::{Inner, NoProgress, WithProgress};
 use crate::handler::{BoxFuture, Context, Extensions, HandlerError};
+use crate::idempotency::{self, ClaimToken, Key};
 use crate::publish::{Bus, headers};
 use crate::retry::Action;
 use crate::telemetry::Outcome;
@@ -42,6 +45,8 @@ pub(super) struct Shared {
     /// Settlements sent once the app is stopping: unconfirmed if the final
     /// flush fails.
     pub(super) settled_while_stopping: AtomicUsize,
+    /// Consumption paused while the idempotency store cannot be reached.
+    pub(super) pause: Pause,
 }
 
 /// At most this many reasons are kept for DLQ copies to try again.
@@ -83,6 +88,14 @@ impl Shared {
             ..
         } = m;
         let mut subject = Some(subject);
+        // An idempotent handler's claim key, and its claim once made.
+        let key = self.binding.idempotency.is_some().then(|| {
+            Key::new(
+                self.binding.group.clone(),
+                idempotency::event_id(&headers, &info),
+            )
+        });
+        let mut claim: Option<ClaimToken> = None;
         // More than one attempt only where the broker cannot redeliver.
         loop {
             self.binding.stats.record(Outcome::Received);
@@ -96,6 +109,18 @@ impl Shared {
             // `kept` reads the subject and headers back after the call.
             let kept = ctx.clone();
             if let Some(action) = self.binding.retry.exhausted(info.delivered) {
+                // An idempotent handler's event already done is acked, not
+                // dead-lettered; one held elsewhere is not ours to end.
+                if let Some(key) = &key {
+                    let token = match claim.take() {
+                        Some(token) => token,
+                        None => match self.claim(key, &acker, info.delivered).await {
+                            Claimed::Run(token) => token,
+                            Claimed::Skipped | Claimed::GivenBack => return,
+                        },
+                    };
+                    self.release(key, &token).await;
+                }
                 // the handler's own error, when this replica kept it
                 let action = match self.take_refused(info.stream_sequence) {
                     Some(reason) => Action::DeadLetter { reason },
@@ -113,6 +138,14 @@ impl Shared {
                     return self.apply(action, &kept, &info, &payload, &acker).await;
                 }
             };
+            if let Some(key) = &key
+                && claim.is_none()
+            {
+                match self.claim(key, &acker, info.delivered).await {
+                    Claimed::Run(token) => claim = Some(token),
+                    Claimed::Skipped | Claimed::GivenBack => return,
+                }
+            }
             let Some(result) = self.call(call, &acker).await else {
                 // Aborted at the end of the shutdown grace period.
                 tracing::Span::current().record("outcome", "aborted");
@@ -151,7 +184,15 @@ impl Shared {
                     subject = Some(kept.subject().to_owned());
                     headers = kept.headers().clone();
                 }
-                action => return self.apply(action, &kept, &info, &payload, &acker).await,
+                action => {
+                    if let (Some(key), Some(token)) = (&key, claim.take()) {
+                        match action {
+                            Action::Ack => self.complete(key, &token, &acker).await,
+                            _ => self.release(key, &token).await,
+                        }
+                    }
+                    return self.apply(action, &kept, &info, &payload, &acker).await;
+                }
             }
         }
     }
@@ -336,7 +377,7 @@ impl Shared {
 
     /// Asks for a redelivery after `delay`: on the broker where it can
     /// wait, else after waiting here.
-    async fn retry<A: Acker>(&self, delay: Duration, acker: &A) {
+    pub(super) async fn retry<A: Acker>(&self, delay: Duration, acker: &A) {
         if !delay.is_zero() && !self.binding.caps.delayed_retry {
             if let Waited::Aborted = self.wait(delay, acker).await {
                 return;
@@ -348,7 +389,7 @@ impl Shared {
         self.settle(acker, Settle::Retry(delay)).await;
     }
 
-    async fn settle<A: Acker>(&self, acker: &A, settle: Settle) {
+    pub(super) async fn settle<A: Acker>(&self, acker: &A, settle: Settle) {
         if self.stopping.is_cancelled() && !matches!(settle, Settle::Progress) {
             self.settled_while_stopping.fetch_add(1, Ordering::Relaxed);
         }
@@ -358,7 +399,7 @@ impl Shared {
     }
 }
 
-async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+pub(super) async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     match ticker {
         Some(t) => {
             t.tick().await;
