@@ -619,8 +619,17 @@ mod tests {
                 ack_wait: Some(secs(10)),
                 concurrency: Some(16),
                 prefetch: Some(0),
+                idempotent: true,
             })
             .is_ok()
+        );
+        assert_eq!(
+            option(HandlerOptionValues {
+                max_deliver: Some(1),
+                idempotent: true,
+                ..base
+            }),
+            "idempotent"
         );
     }
 }
