@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::worker::Shared;
+use crate::handler::HandlerError;
 use crate::idempotency::{Claim, ClaimToken, Key, StoreError, StoreErrorKind};
 use crate::telemetry::Outcome;
 use crate::transport::{Acker, Settle};
@@ -90,28 +91,36 @@ impl Shared {
 
     /// Marks `key` done after the handler's `Ok`, before the ack (waiting,
     /// paused, while the store is unreachable, until the shutdown grace
-    /// period ends).
-    pub(super) async fn complete<A: Acker>(&self, key: &Key, token: &ClaimToken, acker: &A) {
+    /// period ends). An error: the store rolled the claim back with the
+    /// handler's writes ([`StoreErrorKind::RolledBack`]), so the delivery
+    /// is a failure to retry.
+    pub(super) async fn complete<A: Acker>(
+        &self,
+        key: &Key,
+        token: &ClaimToken,
+        acker: &A,
+    ) -> Result<(), HandlerError> {
         let Some(store) = &self.binding.idempotency else {
-            return;
+            return Ok(());
         };
         let mut paused = None;
         let mut wait = FIRST_WAIT;
         let mut ticker = None;
         loop {
             let error: StoreError = match store.complete(key, token).await {
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 Err(e) => e,
             };
             match error.kind() {
                 StoreErrorKind::Unavailable => {}
+                StoreErrorKind::RolledBack => return Err(HandlerError::retry(error)),
                 StoreErrorKind::LeaseLost => {
                     tracing::warn!(error = %error, event_id = %key.event_id, "the handler ran longer than its claim's lease and another delivery claimed the event: its effect may have run twice (raise `ack_wait`, which is the lease)");
-                    return;
+                    return Ok(());
                 }
                 _ => {
                     tracing::error!(error = %error, event_id = %key.event_id, "cannot mark the event done; acking it anyway (the handler succeeded)");
-                    return;
+                    return Ok(());
                 }
             }
             if paused.is_none() {
@@ -123,7 +132,7 @@ impl Shared {
                 .await
             {
                 tracing::warn!(event_id = %key.event_id, "the shutdown grace period ended before the store could mark the event done; acking it unmarked (a duplicate published later would run again)");
-                return;
+                return Ok(());
             }
         }
     }

@@ -146,16 +146,33 @@ impl Shared {
                     Claimed::Skipped | Claimed::GivenBack => return,
                 }
             }
+            if let Some(token) = &claim {
+                kept.set_claim(token.clone());
+            }
             let Some(result) = self.call(call, &acker).await else {
                 // Aborted at the end of the shutdown grace period.
                 tracing::Span::current().record("outcome", "aborted");
                 self.settle(&acker, Settle::Retry(Duration::ZERO)).await;
                 return;
             };
-            let action = self
+            let mut action = self
                 .binding
                 .retry
                 .decide(info.delivered, result.as_ref().map(|_| ()));
+            // An idempotent handler's claim: marked done before the ack
+            // (a store atomic with the effect may roll both back: then it
+            // is a failure), released before anything else, so the next
+            // attempt claims afresh.
+            if let (Some(key), Some(token)) = (&key, claim.take()) {
+                if let Action::Ack = action {
+                    if let Err(e) = self.complete(key, &token, &acker).await {
+                        tracing::warn!(error = %e, "the claim and the handler's writes were rolled back; retrying");
+                        action = self.binding.retry.decide(info.delivered, Err(&e));
+                    }
+                } else {
+                    self.release(key, &token).await;
+                }
+            }
             if let (Err(error), Action::Nak(delay)) = (&result, &action) {
                 tracing::warn!(%error, ?delay, "handler failed; retrying after delay");
             }
@@ -184,15 +201,7 @@ impl Shared {
                     subject = Some(kept.subject().to_owned());
                     headers = kept.headers().clone();
                 }
-                action => {
-                    if let (Some(key), Some(token)) = (&key, claim.take()) {
-                        match action {
-                            Action::Ack => self.complete(key, &token, &acker).await,
-                            _ => self.release(key, &token).await,
-                        }
-                    }
-                    return self.apply(action, &kept, &info, &payload, &acker).await;
-                }
+                action => return self.apply(action, &kept, &info, &payload, &acker).await,
             }
         }
     }
@@ -215,6 +224,7 @@ impl Shared {
                     headers,
                     bus: self.bus.clone(),
                     extensions: self.extensions.clone(),
+                    claim: Default::default(),
                     progress: $progress,
                 }
             };

@@ -17,6 +17,10 @@ pub enum StoreErrorKind {
     /// The store holds a value jetflow cannot read under that key (written
     /// by something else).
     Corrupt,
+    /// Completing failed and the claim was rolled back with the handler's
+    /// own writes (a store that is atomic with the effect, such as
+    /// Postgres): nothing happened, the delivery is retried.
+    RolledBack,
 }
 
 /// An idempotency store could not claim, complete or release a key.
@@ -48,6 +52,10 @@ fn describe(kind: StoreErrorKind) -> &'static str {
              `ack_wait`, which is the lease)"
         }
         StoreErrorKind::Corrupt => "holds a value jetflow did not write under this key",
+        StoreErrorKind::RolledBack => {
+            "the commit failed: the claim and the handler's writes were rolled back (the delivery \
+             is retried)"
+        }
     }
 }
 

@@ -98,7 +98,7 @@ impl MemoryStore {
         let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
         let until = now + lease;
         entries.insert(key.clone(), Entry::Claimed { token, until });
-        Ok(Claim::Claimed(ClaimToken(token.to_string())))
+        Ok(Claim::Claimed(ClaimToken::new(token.to_string())))
     }
 
     /// Applies `f` to the entry of `key` if `token` still holds it.
@@ -106,7 +106,7 @@ impl MemoryStore {
         self.check_available()?;
         let mut entries = self.entries();
         match entries.get(key) {
-            Some(Entry::Claimed { token: t, .. }) if t.to_string() == token.0 => {
+            Some(Entry::Claimed { token: t, .. }) if t.to_string() == token.id() => {
                 if done {
                     entries.insert(key.clone(), Entry::Done);
                 } else {

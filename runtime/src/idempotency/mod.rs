@@ -68,16 +68,23 @@
 mod error;
 mod memory;
 mod nats_kv;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;
 pub use nats_kv::{DEFAULT_BUCKET, NatsKvStore};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{MIGRATIONS, PostgresStore, Tx};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::event::headers;
@@ -107,9 +114,69 @@ impl Key {
 }
 
 /// Proof of a claim: what the store needs to complete or release it (a
-/// revision, an owner value). Opaque to jetflow.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimToken(pub String);
+/// revision, an owner value, an open transaction). Opaque to jetflow,
+/// which hands it to the handler's extractors through its
+/// [`Context`](crate::Context) while the handler runs.
+///
+/// ```
+/// use jetflow::idempotency::ClaimToken;
+///
+/// let token = ClaimToken::new("42");
+/// assert_eq!(token.id(), "42");
+/// assert!(token.attachment::<String>().is_none());
+/// let token = ClaimToken::with_attachment("43", String::from("extra"));
+/// assert_eq!(token.attachment::<String>().as_deref().map(String::as_str), Some("extra"));
+/// ```
+#[derive(Clone)]
+pub struct ClaimToken {
+    id: String,
+    attachment: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl ClaimToken {
+    /// A token that is just `id`.
+    pub fn new(id: impl Into<String>) -> ClaimToken {
+        ClaimToken {
+            id: id.into(),
+            attachment: None,
+        }
+    }
+
+    /// A token carrying `value` too (a store's live claim state).
+    pub fn with_attachment<T: Any + Send + Sync>(id: impl Into<String>, value: T) -> ClaimToken {
+        ClaimToken {
+            id: id.into(),
+            attachment: Some(Arc::new(value)),
+        }
+    }
+
+    /// The claim's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The attached value, if it is a `T`.
+    pub fn attachment<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.attachment.clone()?.downcast::<T>().ok()
+    }
+}
+
+impl std::fmt::Debug for ClaimToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimToken")
+            .field("id", &self.id)
+            .field("attachment", &self.attachment.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for ClaimToken {
+    fn eq(&self, other: &ClaimToken) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for ClaimToken {}
 
 /// The answer to [`IdempotencyStore::claim`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -157,7 +157,7 @@ impl NatsKvStore {
         });
         let created = store.create(&name, claimed.clone()).await;
         if let Ok(revision) = created {
-            return Ok(Claim::Claimed(ClaimToken(revision.to_string())));
+            return Ok(Claim::Claimed(ClaimToken::new(revision.to_string())));
         }
         // It exists, or the store failed: read what is there.
         let entry = store
@@ -184,7 +184,7 @@ impl NatsKvStore {
             Value::Claimed { .. } => {
                 // its lease ran out: take it over, unless another replica does first
                 match store.update(&name, claimed, entry.revision).await {
-                    Ok(revision) => Ok(Claim::Claimed(ClaimToken(revision.to_string()))),
+                    Ok(revision) => Ok(Claim::Claimed(ClaimToken::new(revision.to_string()))),
                     Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                         Ok(Claim::HeldElsewhere {
                             retry_after: Duration::from_millis(100),
@@ -291,11 +291,11 @@ fn decode(name: &str, bytes: &[u8]) -> Result<Value, StoreError> {
 }
 
 fn revision(token: &ClaimToken) -> Result<u64, StoreError> {
-    token.0.parse().map_err(|_| {
+    token.id().parse().map_err(|_| {
         StoreError::new(
             STORE,
             StoreErrorKind::Corrupt,
-            format!("claim token `{}` is not a KV revision", token.0),
+            format!("claim token `{}` is not a KV revision", token.id()),
         )
     })
 }

@@ -166,7 +166,7 @@ impl RedisStore {
             .await
             .map_err(|e| unavailable("cannot claim", e))?;
         Ok(match state {
-            1 => Claim::Claimed(ClaimToken(owner)),
+            1 => Claim::Claimed(ClaimToken::new(owner)),
             2 => Claim::AlreadyDone,
             _ => Claim::HeldElsewhere {
                 retry_after: Duration::from_millis(u64::try_from(left).unwrap_or(0).max(50)),
@@ -181,7 +181,9 @@ impl RedisStore {
         token: &ClaimToken,
     ) -> Result<(), StoreError> {
         let mut invocation = script.key(self.key(key));
-        invocation.arg(&token.0).arg(millis(self.retention).max(1));
+        invocation
+            .arg(token.id())
+            .arg(millis(self.retention).max(1));
         let held: u8 = invocation
             .invoke_async(&mut self.conn().await?)
             .await
