@@ -14,6 +14,9 @@ pub mod idempotency;
 #[cfg(feature = "ops")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
 pub mod ops;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod outbox;
 pub mod publish;
 mod retry;
 pub mod schema;

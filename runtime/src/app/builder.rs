@@ -61,6 +61,9 @@ pub struct App {
     pub(super) lag_every: Duration,
     /// Where idempotent handlers claim their events.
     pub(super) idempotency: Option<Arc<dyn IdempotencyStore>>,
+    /// The outbox whose relay runs in the app.
+    #[cfg(feature = "postgres")]
+    pub(super) outbox: Option<crate::outbox::Outbox>,
 }
 
 /// [`App::prefetch_bytes`] by default: 8 MiB.
@@ -106,6 +109,8 @@ impl App {
             metrics: true,
             lag_every: super::ops::DEFAULT_LAG_EVERY,
             idempotency: None,
+            #[cfg(feature = "postgres")]
+            outbox: None,
         }
     }
 
@@ -162,6 +167,18 @@ impl App {
     /// ```
     pub fn idempotency_store(mut self, store: impl IdempotencyStore) -> App {
         self.idempotency = Some(Arc::new(store));
+        self
+    }
+
+    /// Runs the relay of `outbox` in the app (feature `postgres`): it
+    /// publishes the events stored with
+    /// [`Outbox::publish`](crate::outbox::Outbox::publish) once their
+    /// transaction commits, from the app's start until it stops. See
+    /// [`crate::outbox`].
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn outbox(mut self, outbox: crate::outbox::Outbox) -> App {
+        self.outbox = Some(outbox);
         self
     }
 

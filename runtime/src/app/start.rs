@@ -336,8 +336,15 @@ pub(super) async fn start<T: Transport>(
             tracing::warn!(handler, timeout = ?LISTEN_TIMEOUT, "the handler is not listening yet; notifications sent before it is are not heard by it");
         }
     }
-    #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
+    #[cfg_attr(not(any(feature = "metrics", feature = "postgres")), allow(unused_mut))]
     let mut background = Vec::new();
+    #[cfg(feature = "postgres")]
+    if let Some(outbox) = app.outbox {
+        let relay = crate::outbox::relay(outbox, bus.clone(), stop.clone());
+        background.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+            relay,
+        )));
+    }
     #[cfg(feature = "metrics")]
     if metrics_on {
         let refresh = crate::telemetry::metrics::lag::refresh(

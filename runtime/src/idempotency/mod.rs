@@ -69,7 +69,7 @@ mod error;
 mod memory;
 mod nats_kv;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub(crate) mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 

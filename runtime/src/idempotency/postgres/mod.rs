@@ -1,7 +1,7 @@
 //! [`PostgresStore`]: the claim is a row inserted in the handler's own
 //! transaction (feature `postgres`).
 
-mod schema;
+pub(crate) mod schema;
 mod tx;
 
 pub use schema::MIGRATIONS;
