@@ -96,8 +96,11 @@ impl Journal {
 
 /// Group "inventory": up to 4 orders at once. `Ok(())` acks the message;
 /// `HandlerError::reject` is permanent: no retry, the message is copied to
-/// the `DLQ` stream and terminated.
-#[handler(group = "inventory", concurrency = 4)]
+/// the `DLQ` stream and terminated. `idempotent`: jetflow claims each
+/// order's event id in the app's idempotency store first, so a redelivered
+/// or re-published order never reserves stock twice (the demo uses the
+/// in-process store; a `NatsKvStore` or `RedisStore` in production).
+#[handler(group = "inventory", concurrency = 4, idempotent)]
 async fn reserve_stock(
     order: OrderCreated,
     ctx: Context,
@@ -198,6 +201,7 @@ async fn main() -> ExitCode {
         .connect_options(connect)
         .state(stock.clone())
         .state(journal.clone())
+        .idempotency_store(jetflow::idempotency::MemoryStore::new())
         .handler(reserve_stock)
         .handler(send_confirmation)
         .publishes::<OrderCreated>();

@@ -58,6 +58,7 @@ pub(crate) const HANDLER_OPTIONS: &[OptionDef] = &[
     def("dead_letter", "dead_letter = false"),
     def("deliver", r#"deliver = "new""#),
     flag("broadcast"),
+    flag("idempotent"),
     def("crate", "crate = ::jetflow"),
 ];
 
@@ -111,6 +112,8 @@ pub(crate) struct HandlerAttrs {
     pub(crate) deliver: Option<LitStr>,
     /// `broadcast`, as written.
     pub(crate) broadcast: Option<Ident>,
+    /// `idempotent`, as written.
+    pub(crate) idempotent: Option<Ident>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -130,6 +133,7 @@ impl HandlerAttrs {
                 "dead_letter" => attrs.dead_letter = opt.bool(cx),
                 "deliver" => attrs.deliver = opt.string(cx),
                 "broadcast" => attrs.broadcast = Some(opt.key),
+                "idempotent" => attrs.idempotent = Some(opt.key),
                 _ => attrs.krate = opt.path(cx, "a path to the jetflow crate"),
             }
         });

@@ -157,12 +157,13 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `dead_letter = false` | `true` / `false`: copy failed messages to the DLQ stream | `true` |
 /// | `deliver = "new"` | `"all"`, `"new"` or `"last"`: where a new durable consumer starts | `"all"` |
 /// | `broadcast` | a flag, for a notification handler: every replica of the app hears each notification, instead of one replica of the group (a queue group). A compile error on a handler of a stored event | one replica per group |
+/// | `idempotent` | a flag: jetflow claims `(group, event id)` in the app's idempotency store (`App::idempotency_store`) before each call; an event already done is acked without calling the handler, one held by a live replica is retried later, an unreachable store pauses consumption (see `jetflow::idempotency`). Needs `max_deliver >= 2`; a compile error on a notification handler; the app refuses to start without a store | not idempotent |
 /// | `crate = path` | path to the `jetflow` crate, for a renamed or re-exported dependency | `::jetflow` |
 ///
 /// A handler of a notification (`#[event(notification)]`) takes no
-/// `ack_wait`, `deliver` or `dead_letter = true` (nothing stores or
-/// acknowledges a notification): each is a compile error spanned on the
-/// option. Its failures are retried in-process with `max_deliver` and
+/// `ack_wait`, `deliver`, `dead_letter = true` or `idempotent` (nothing
+/// stores, acknowledges or redelivers a notification): each is a compile
+/// error spanned on the option. Its failures are retried in-process with `max_deliver` and
 /// `backoff`.
 ///
 /// Durations are an integer followed by `ms`, `s`, `m` or `h`: `500ms`,
@@ -188,6 +189,8 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///         .group("inventory")
 ///         .max_deliver(3)
 ///         .backoff(&[Duration::from_millis(1000), Duration::from_millis(5000)]);
+///         // with `idempotent`: `.idempotent()` — nothing else is generated;
+///         // the consume loop claims, completes and releases around `call`
 ///
 ///     fn check(&self, ext: &Extensions) -> Result<(), MissingState> {
 ///         // one line per extractor: fails at start-up if `App::state` lacks a `Db`
@@ -216,7 +219,8 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// // only with `subject = "..."`: a compile error if the subject cannot carry the event
 /// const _: () = ::jetflow::__private::assert_subject_matches(<OrderCreated as Event>::SUBJECT, "order.created.v1");
 /// // one per option that fits only one kind of event (`ack_wait`, `deliver`,
-/// // `dead_letter = true`: stored events; `broadcast`: notifications), spanned on it
+/// // `dead_letter = true`, `idempotent`: stored events; `broadcast`: notifications),
+/// // spanned on it
 /// const _: () = ::jetflow::__private::assert_event_kind(
 ///     <OrderCreated as Event>::NOTIFICATION, false, "`ack_wait` does not apply to a notification ...",
 /// );

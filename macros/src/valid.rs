@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use jetflow_rules::{
     IdentifierKind, OptionError, check_ack_wait, check_backoff_delays, check_backoff_retries,
-    check_concurrency, check_max_deliver, check_prefetch, default_event_name, default_stream,
-    parse_duration, parse_duration_list, validate_event_name, validate_identifier,
+    check_concurrency, check_idempotent, check_max_deliver, check_prefetch, default_event_name,
+    default_stream, parse_duration, parse_duration_list, validate_event_name, validate_identifier,
     validate_subject, validate_version,
 };
 use proc_macro2::{Ident, Span};
@@ -188,6 +188,8 @@ pub(crate) struct HandlerSpec {
     pub(crate) deliver: Option<Ident>,
     /// `broadcast`, as written.
     pub(crate) broadcast: Option<Ident>,
+    /// `idempotent`, as written (and valid with `max_deliver`).
+    pub(crate) idempotent: Option<Ident>,
 }
 
 pub(crate) fn handler(cx: &Ctxt, handler: &ast::Handler) -> HandlerSpec {
@@ -264,6 +266,11 @@ pub(crate) fn handler(cx: &Ctxt, handler: &ast::Handler) -> HandlerSpec {
         Some(Ident::new(variant, lit.span()))
     });
 
+    let idempotent = attrs
+        .idempotent
+        .clone()
+        .filter(|flag| check(cx, flag, check_idempotent(true, max_deliver)));
+
     if let Some(path) = &attrs.krate {
         crate_path(cx, path);
     }
@@ -283,6 +290,7 @@ pub(crate) fn handler(cx: &Ctxt, handler: &ast::Handler) -> HandlerSpec {
         dead_letter: attrs.dead_letter.as_ref().map(|b| b.value),
         deliver,
         broadcast: attrs.broadcast.clone(),
+        idempotent,
     }
 }
 

@@ -48,8 +48,8 @@ pub use options::{
     DEFAULT_ACK_WAIT, DEFAULT_BACKOFF, DEFAULT_CONCURRENCY, DEFAULT_DEAD_LETTER,
     DEFAULT_MAX_DELIVER, DEFAULT_PREFETCH, HandlerOptionValues, MAX_CONCURRENCY, MAX_PREFETCH,
     MIN_ACK_WAIT, OptionError, check_ack_wait, check_backoff, check_backoff_delays,
-    check_backoff_retries, check_concurrency, check_handler_options, check_max_deliver,
-    check_prefetch,
+    check_backoff_retries, check_concurrency, check_handler_options, check_idempotent,
+    check_max_deliver, check_prefetch,
 };
 pub use subject::{
     SubjectError, TokenError, subject_matches, validate_publish_subject, validate_subject,

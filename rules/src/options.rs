@@ -247,11 +247,14 @@ pub struct HandlerOptionValues<'a> {
     pub concurrency: Option<u32>,
     /// Messages kept received ahead of the handler calls, at most.
     pub prefetch: Option<u32>,
+    /// jetflow claims each event id before the handler runs (`idempotent`).
+    pub idempotent: bool,
 }
 
 /// Checks every option that is set, in the order `subject`, `group`,
 /// `max_deliver`, `backoff` (against `max_deliver` or its default),
-/// `ack_wait`, `concurrency`, `prefetch`, and returns the first error.
+/// `ack_wait`, `concurrency`, `prefetch`, `idempotent` (against
+/// `max_deliver`), and returns the first error.
 ///
 /// ```
 /// use jetflow_rules::{HandlerOptionValues, OptionError, check_handler_options};
@@ -285,6 +288,28 @@ pub fn check_handler_options(options: &HandlerOptionValues<'_>) -> Result<(), Op
     }
     if let Some(prefetch) = options.prefetch {
         check_prefetch(prefetch)?;
+    }
+    check_idempotent(options.idempotent, options.max_deliver)?;
+    Ok(())
+}
+
+/// Checks `idempotent` against `max_deliver` (`None`: the default): an
+/// idempotent handler needs `max_deliver >= 2`, because a delivery that
+/// finds its event claimed by a live replica is given back to be tried
+/// again later, which takes another delivery.
+///
+/// ```
+/// use jetflow_rules::check_idempotent;
+///
+/// assert!(check_idempotent(true, None).is_ok());
+/// assert!(check_idempotent(true, Some(2)).is_ok());
+/// assert!(check_idempotent(false, Some(1)).is_ok());
+/// let err = check_idempotent(true, Some(1)).unwrap_err();
+/// assert_eq!(err.option(), "idempotent");
+/// ```
+pub fn check_idempotent(idempotent: bool, max_deliver: Option<u32>) -> Result<(), OptionError> {
+    if idempotent && max_deliver == Some(1) {
+        return Err(OptionError::IdempotentSingleDelivery);
     }
     Ok(())
 }
@@ -327,6 +352,8 @@ pub enum OptionError {
         /// `true` if `max_deliver` was not set ([`DEFAULT_MAX_DELIVER`]).
         default_max_deliver: bool,
     },
+    /// `idempotent` with `max_deliver = 1`.
+    IdempotentSingleDelivery,
 }
 
 impl OptionError {
@@ -349,6 +376,7 @@ impl OptionError {
             OptionError::BackoffEmpty
             | OptionError::BackoffZeroDelay
             | OptionError::BackoffTooLong { .. } => "backoff",
+            OptionError::IdempotentSingleDelivery => "idempotent",
         }
     }
 }
@@ -379,6 +407,11 @@ impl fmt::Display for OptionError {
             }
             OptionError::BackoffZeroDelay => f.write_str(
                 "`backoff` delays must be greater than zero, e.g. `backoff = \"1s, 5s, 30s\"`",
+            ),
+            OptionError::IdempotentSingleDelivery => f.write_str(
+                "`idempotent` needs `max_deliver` of at least 2: a delivery that finds its event \
+                 claimed by a live replica is given back and tried again later; raise `max_deliver` \
+                 or remove it",
             ),
             OptionError::BackoffTooLong {
                 delays,
@@ -586,8 +619,17 @@ mod tests {
                 ack_wait: Some(secs(10)),
                 concurrency: Some(16),
                 prefetch: Some(0),
+                idempotent: true,
             })
             .is_ok()
+        );
+        assert_eq!(
+            option(HandlerOptionValues {
+                max_deliver: Some(1),
+                idempotent: true,
+                ..base
+            }),
+            "idempotent"
         );
     }
 }

@@ -13,9 +13,13 @@ pub mod dlq;
 pub mod error;
 pub mod event;
 pub mod handler;
+pub mod idempotency;
 #[cfg(feature = "ops")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ops")))]
 pub mod ops;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod outbox;
 pub mod publish;
 mod retry;
 pub mod schema;

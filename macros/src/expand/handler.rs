@@ -129,7 +129,8 @@ pub(super) fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenS
 }
 
 /// Options that fit only one kind of event: `broadcast` only a notification;
-/// `ack_wait`, `deliver` and `dead_letter = true` only a stored event. Each
+/// `ack_wait`, `deliver`, `dead_letter = true` and `idempotent` only a
+/// stored event. Each
 /// check is spanned on its option, and evaluated against the event's
 /// `NOTIFICATION` when the handler compiles.
 fn event_kind_checks(
@@ -150,6 +151,15 @@ fn event_kind_checks(
             );
         });
     };
+    if let Some(flag) = &spec.idempotent {
+        check(
+            flag.span(),
+            false,
+            "`idempotent` does not apply to a notification (nothing stores or redelivers it, so \
+             there is no duplicate to skip); remove `idempotent`"
+                .to_owned(),
+        );
+    }
     if let Some(flag) = &spec.broadcast {
         check(
             flag.span(),
@@ -226,6 +236,9 @@ fn option_calls(krate: &Path, spec: &HandlerSpec) -> Vec<TokenStream> {
     }
     if spec.broadcast.is_some() {
         calls.push(quote!(.broadcast()));
+    }
+    if spec.idempotent.is_some() {
+        calls.push(quote!(.idempotent()));
     }
     calls
 }

@@ -8,6 +8,7 @@ use super::{AppHandle, ConnectOptions, signal};
 use crate::error::Result;
 use crate::event::{Event, EventInfo};
 use crate::handler::{Extensions, Handler};
+use crate::idempotency::IdempotencyStore;
 use crate::topology::{StreamSettings, TopologyPolicy};
 use crate::transport::nats::PullTiming;
 use crate::transport::select::Scheme;
@@ -58,6 +59,11 @@ pub struct App {
     /// How often consumer lag is read for the metrics.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(super) lag_every: Duration,
+    /// Where idempotent handlers claim their events.
+    pub(super) idempotency: Option<Arc<dyn IdempotencyStore>>,
+    /// The outbox whose relay runs in the app.
+    #[cfg(feature = "postgres")]
+    pub(super) outbox: Option<crate::outbox::Outbox>,
 }
 
 /// [`App::prefetch_bytes`] by default: 8 MiB.
@@ -102,6 +108,9 @@ impl App {
             ops_routes: None,
             metrics: true,
             lag_every: super::ops::DEFAULT_LAG_EVERY,
+            idempotency: None,
+            #[cfg(feature = "postgres")]
+            outbox: None,
         }
     }
 
@@ -137,6 +146,39 @@ impl App {
     /// Registers a handler (a `#[handler]` function or any [`Handler`]).
     pub fn handler<H: Handler>(mut self, handler: H) -> App {
         self.handlers.push(Box::new(Registered(Arc::new(handler))));
+        self
+    }
+
+    /// The store where idempotent handlers (`#[handler(idempotent)]`,
+    /// [`HandlerOptions::idempotent`](crate::handler::HandlerOptions::idempotent))
+    /// claim each event id before they run: a
+    /// [`MemoryStore`](crate::idempotency::MemoryStore) for tests and the
+    /// embedded broker, a [`NatsKvStore`](crate::idempotency::NatsKvStore),
+    /// or a `RedisStore` (feature `redis`). Starting an app with an
+    /// idempotent handler and no store is a [`ConfigError`](crate::app::ConfigError)
+    /// of kind [`MissingIdempotencyStore`](crate::app::ConfigErrorKind::MissingIdempotencyStore).
+    /// See [`crate::idempotency`].
+    ///
+    /// ```
+    /// use jetflow::idempotency::MemoryStore;
+    ///
+    /// let app = jetflow::App::new("ledger").idempotency_store(MemoryStore::new());
+    /// # drop(app);
+    /// ```
+    pub fn idempotency_store(mut self, store: impl IdempotencyStore) -> App {
+        self.idempotency = Some(Arc::new(store));
+        self
+    }
+
+    /// Runs the relay of `outbox` in the app (feature `postgres`): it
+    /// publishes the events stored with
+    /// [`Outbox::publish`](crate::outbox::Outbox::publish) once their
+    /// transaction commits, from the app's start until it stops. See
+    /// [`crate::outbox`].
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn outbox(mut self, outbox: crate::outbox::Outbox) -> App {
+        self.outbox = Some(outbox);
         self
     }
 

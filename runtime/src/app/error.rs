@@ -75,6 +75,9 @@ pub enum ConfigErrorKind {
     /// An option does not fit the kind of event (`broadcast` on a stream
     /// event, `dead_letter` on a notification).
     WrongEventKind,
+    /// A handler is idempotent and the app has no idempotency store
+    /// ([`App::idempotency_store`](crate::App::idempotency_store)).
+    MissingIdempotencyStore,
 }
 
 impl ConfigError {

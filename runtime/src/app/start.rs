@@ -69,6 +69,21 @@ impl App {
                 );
                 return Err(config(Kind::WrongEventKind, message).into());
             }
+            if o.idempotent && h.notification() {
+                let message = format!(
+                    "`{}` is a notification, which nothing stores or redelivers, so there is no \
+                     duplicate to skip; remove `idempotent`",
+                    h.event_name()
+                );
+                return Err(config(Kind::WrongEventKind, message).into());
+            }
+            if o.idempotent && self.idempotency.is_none() {
+                let message = "the handler is `idempotent` and the app has no idempotency store; \
+                               give it one with `App::idempotency_store(...)` (a MemoryStore for \
+                               tests, a NatsKvStore or a RedisStore in production)"
+                    .to_owned();
+                return Err(config(Kind::MissingIdempotencyStore, message).into());
+            }
             h.check(&self.extensions)?;
             let group = o.group.unwrap_or(&self.name);
             if !h.notification() && !seen.insert((group.to_owned(), h.event_name())) {
@@ -322,9 +337,14 @@ pub(super) async fn start<T: Transport>(
             retry: RetryPolicy::new(&o),
             stats: counters,
             state,
+            idempotency: if o.idempotent {
+                app.idempotency.clone()
+            } else {
+                None
+            },
         });
         let source = binding.source.name();
-        tracing::info!(handler = o.name, source = %source, concurrency = binding.concurrency, prefetch = binding.prefetch, ordered = binding.ordered, "handler started");
+        tracing::info!(handler = o.name, source = %source, concurrency = binding.concurrency, prefetch = binding.prefetch, ordered = binding.ordered, idempotent = ?binding.idempotency.as_ref().map(|s| s.describe()), "handler started");
         let (ready, subscribed) = oneshot::channel();
         if h.notification() {
             listening.push((o.name, subscribed));
@@ -348,8 +368,15 @@ pub(super) async fn start<T: Transport>(
             tracing::warn!(handler, timeout = ?LISTEN_TIMEOUT, "the handler is not listening yet; notifications sent before it is are not heard by it");
         }
     }
-    #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
+    #[cfg_attr(not(any(feature = "metrics", feature = "postgres")), allow(unused_mut))]
     let mut background = Vec::new();
+    #[cfg(feature = "postgres")]
+    if let Some(outbox) = app.outbox {
+        let relay = crate::outbox::relay(outbox, bus.clone(), stop.clone());
+        background.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+            relay,
+        )));
+    }
     #[cfg(feature = "metrics")]
     if metrics_on {
         let refresh = crate::telemetry::metrics::lag::refresh(

@@ -138,6 +138,7 @@ impl<'a, T: Transport> Flow<'a, T> {
                     self.finished(took, key);
                     None
                 }
+                () = self.shared.pause.resumed() => None,
                 () = sleep_until(refresh_at), if refresh_at.is_some() => {
                     alongside(&mut self.in_flight, &mut self.ended, self.buffer.refresh()).await;
                     None
@@ -168,6 +169,9 @@ impl<'a, T: Transport> Flow<'a, T> {
 
     /// Grants as many credits as the window has room (once enough is free).
     fn grant_more(&mut self) {
+        if self.shared.pause.is_paused() {
+            return; // the idempotency store is unreachable: pull nothing more
+        }
         let free = self.free();
         if free == 0 || (self.granted > 0 && free < self.threshold()) {
             return;
@@ -226,7 +230,7 @@ impl<'a, T: Transport> Flow<'a, T> {
         if !self.receiving {
             self.receiving = true;
             self.recovering_since = None;
-            self.binding.state.set(LoopState::Receiving);
+            self.binding.state.set(self.shared.pause.receiving_state());
         }
     }
 

@@ -4,9 +4,11 @@
 //! decision, automatic progress signals, the emulation of what a broker
 //! lacks, recovery of a lost subscription, and graceful shutdown.
 
+mod claim;
 mod drain;
 mod flow;
 mod lanes;
+mod pause;
 mod prefetch;
 mod process;
 mod worker;
@@ -21,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::handler::Extensions;
+use crate::idempotency::IdempotencyStore;
 use crate::publish::Bus;
 use crate::retry::RetryPolicy;
 use crate::status::{LoopState, StateCell};
@@ -74,6 +77,9 @@ pub(crate) struct Binding {
     pub(crate) stats: Arc<Counters>,
     /// What the loop is doing now, for the app's status.
     pub(crate) state: Arc<StateCell>,
+    /// The store an idempotent handler claims its events in (`None`: the
+    /// handler is not idempotent). The claims' lease is `ack_wait`.
+    pub(crate) idempotency: Option<Arc<dyn IdempotencyStore>>,
 }
 
 /// What all loops of one app share.
@@ -119,6 +125,7 @@ pub(crate) async fn run<T: Transport>(
         abort: CancellationToken::new(),
         refused: Default::default(),
         settled_while_stopping: Default::default(),
+        pause: pause::Pause::new(binding.state.clone()),
     });
     let mut flow = flow::Flow::new(&transport, &env, &binding, shared.clone(), ready);
     let result = flow.run_until(&stop).await;

@@ -15,10 +15,13 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::claim::Claimed;
+use super::pause::Pause;
 use super::{Binding, Process};
 use crate::dlq;
 use crate::handler::context::{Inner, NoProgress, WithProgress};
 use crate::handler::{BoxFuture, Context, Extensions, HandlerError};
+use crate::idempotency::{self, ClaimToken, Key};
 use crate::publish::{Bus, headers};
 use crate::retry::Action;
 use crate::telemetry::{Outcome, traced};
@@ -42,6 +45,8 @@ pub(super) struct Shared {
     /// Settlements sent once the app is stopping: unconfirmed if the final
     /// flush fails.
     pub(super) settled_while_stopping: AtomicUsize,
+    /// Consumption paused while the idempotency store cannot be reached.
+    pub(super) pause: Pause,
 }
 
 /// At most this many reasons are kept for DLQ copies to try again.
@@ -89,6 +94,14 @@ impl Shared {
             ..
         } = m;
         let mut subject = Some(subject);
+        // An idempotent handler's claim key, and its claim once made.
+        let key = self.binding.idempotency.is_some().then(|| {
+            Key::new(
+                self.binding.group.clone(),
+                idempotency::event_id(&headers, &info),
+            )
+        });
+        let mut claim: Option<ClaimToken> = None;
         // More than one attempt only where the broker cannot redeliver.
         loop {
             self.binding.stats.record(Outcome::Received);
@@ -103,6 +116,18 @@ impl Shared {
             // `kept` reads the subject and headers back after the call.
             let kept = ctx.clone();
             if let Some(action) = self.binding.retry.exhausted(info.delivered) {
+                // An idempotent handler's event already done is acked, not
+                // dead-lettered; one held elsewhere is not ours to end.
+                if let Some(key) = &key {
+                    let token = match claim.take() {
+                        Some(token) => token,
+                        None => match self.claim(key, &acker, info.delivered).await {
+                            Claimed::Run(token) => token,
+                            Claimed::Skipped | Claimed::GivenBack => return,
+                        },
+                    };
+                    self.release(key, &token).await;
+                }
                 // the handler's own error, when this replica kept it
                 let action = match self.take_refused(info.stream_sequence) {
                     Some(reason) => Action::DeadLetter { reason },
@@ -120,16 +145,41 @@ impl Shared {
                     return self.apply(action, &kept, &info, &payload, &acker).await;
                 }
             };
+            if let Some(key) = &key
+                && claim.is_none()
+            {
+                match self.claim(key, &acker, info.delivered).await {
+                    Claimed::Run(token) => claim = Some(token),
+                    Claimed::Skipped | Claimed::GivenBack => return,
+                }
+            }
+            if let Some(token) = &claim {
+                kept.set_claim(token.clone());
+            }
             let Some(result) = self.call(call, &acker).await else {
                 // Aborted at the end of the shutdown grace period.
                 tracing::Span::current().record("outcome", "aborted");
                 self.settle(&acker, Settle::Retry(Duration::ZERO)).await;
                 return;
             };
-            let action = self
+            let mut action = self
                 .binding
                 .retry
                 .decide(info.delivered, result.as_ref().map(|_| ()));
+            // An idempotent handler's claim: marked done before the ack
+            // (a store atomic with the effect may roll both back: then it
+            // is a failure), released before anything else, so the next
+            // attempt claims afresh.
+            if let (Some(key), Some(token)) = (&key, claim.take()) {
+                if let Action::Ack = action {
+                    if let Err(e) = self.complete(key, &token, &acker).await {
+                        tracing::warn!(error = %e, "the claim and the handler's writes were rolled back; retrying");
+                        action = self.binding.retry.decide(info.delivered, Err(&e));
+                    }
+                } else {
+                    self.release(key, &token).await;
+                }
+            }
             if let (Err(error), Action::Nak(delay)) = (&result, &action) {
                 tracing::warn!(%error, ?delay, "handler failed; retrying after delay");
             }
@@ -183,6 +233,7 @@ impl Shared {
                     headers,
                     bus: self.bus.clone(),
                     extensions: self.extensions.clone(),
+                    claim: Default::default(),
                     progress: $progress,
                 }
             };
@@ -345,7 +396,7 @@ impl Shared {
 
     /// Asks for a redelivery after `delay`: on the broker where it can
     /// wait, else after waiting here.
-    async fn retry<A: Acker>(&self, delay: Duration, acker: &A) {
+    pub(super) async fn retry<A: Acker>(&self, delay: Duration, acker: &A) {
         if !delay.is_zero() && !self.binding.caps.delayed_retry {
             if let Waited::Aborted = self.wait(delay, acker).await {
                 return;
@@ -357,7 +408,7 @@ impl Shared {
         self.settle(acker, Settle::Retry(delay)).await;
     }
 
-    async fn settle<A: Acker>(&self, acker: &A, settle: Settle) {
+    pub(super) async fn settle<A: Acker>(&self, acker: &A, settle: Settle) {
         if self.stopping.is_cancelled() && !matches!(settle, Settle::Progress) {
             self.settled_while_stopping.fetch_add(1, Ordering::Relaxed);
         }
@@ -367,7 +418,7 @@ impl Shared {
     }
 }
 
-async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+pub(super) async fn tick(ticker: &mut Option<tokio::time::Interval>) {
     match ticker {
         Some(t) => {
             t.tick().await;

@@ -55,6 +55,10 @@ pub struct HandlerOptions {
     /// Events with the same [`order_key`](crate::Handler::order_key) are
     /// handled one at a time, in order (per-key lanes).
     pub ordered: bool,
+    /// jetflow claims each event id in the app's
+    /// [`IdempotencyStore`](crate::idempotency::IdempotencyStore) before
+    /// the handler runs, and acks a duplicate without calling it.
+    pub idempotent: bool,
 }
 
 impl HandlerOptions {
@@ -73,6 +77,7 @@ impl HandlerOptions {
             deliver: None,
             broadcast: false,
             ordered: false,
+            idempotent: false,
         }
     }
     /// Sets the subject filter.
@@ -143,6 +148,19 @@ impl HandlerOptions {
     /// dead-lettered after `max_deliver` attempts as usual.
     pub const fn ordered(mut self) -> Self {
         self.ordered = true;
+        self
+    }
+    /// Makes the handler idempotent by jetflow: before each call, jetflow
+    /// claims `(group, event id)` in the store given to
+    /// [`App::idempotency_store`](crate::App::idempotency_store); an event
+    /// already done is acked without calling the handler (counted in
+    /// [`HandlerStats::idempotent_skipped`](crate::HandlerStats::idempotent_skipped)),
+    /// one claimed by a live replica is given back to be tried later, and
+    /// a store that cannot be reached pauses the handler's consumption
+    /// until it is back. See [`crate::idempotency`]. Needs `max_deliver >= 2`
+    /// and a stored event (not a notification).
+    pub const fn idempotent(mut self) -> Self {
+        self.idempotent = true;
         self
     }
     /// `max_deliver`, or its default (5).
@@ -222,6 +240,7 @@ impl HandlerOptions {
             ack_wait: self.ack_wait,
             concurrency: self.concurrency,
             prefetch: self.prefetch,
+            idempotent: self.idempotent,
         })
         .map_err(|source| InvalidOptions {
             handler: self.name,
@@ -251,7 +270,8 @@ pub struct InvalidOptions {
     /// [`HandlerOptions::name`].
     pub handler: &'static str,
     /// The option that breaks the rule, as named in `#[handler(...)]`
-    /// (`subject`, `group`, `max_deliver`, `backoff`, `ack_wait`, `concurrency`).
+    /// (`subject`, `group`, `max_deliver`, `backoff`, `ack_wait`, `concurrency`,
+    /// `prefetch`, `idempotent`).
     pub option: &'static str,
     /// The rule's error.
     #[source]
@@ -311,6 +331,8 @@ mod tests {
         assert_eq!(rejected(h.subject("a\u{7}b")), "subject");
         assert_eq!(rejected(h.backoff(&[S1, Duration::ZERO])), "backoff");
         assert_eq!(rejected(h.concurrency(65_536)), "concurrency");
+        assert_eq!(rejected(h.idempotent().max_deliver(1)), "idempotent");
+        assert_eq!(h.idempotent().max_deliver(2).validate(), Ok(()));
     }
 
     #[test]

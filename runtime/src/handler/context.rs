@@ -29,6 +29,8 @@ pub(crate) struct Inner<P: ?Sized> {
     pub(crate) headers: Headers,
     pub(crate) bus: Bus,
     pub(crate) extensions: Arc<Extensions>,
+    /// The idempotency claim the handler runs under, set once claimed.
+    pub(crate) claim: std::sync::OnceLock<crate::idempotency::ClaimToken>,
     pub(crate) progress: P,
 }
 
@@ -123,6 +125,14 @@ impl Context {
     }
     pub(crate) fn extensions(&self) -> &Extensions {
         &self.inner.extensions
+    }
+    /// The idempotency claim the handler runs under (an idempotent
+    /// handler's, once claimed), for the extractors that need it (`Tx`).
+    pub fn claim(&self) -> Option<&crate::idempotency::ClaimToken> {
+        self.inner.claim.get()
+    }
+    pub(crate) fn set_claim(&self, token: crate::idempotency::ClaimToken) {
+        let _ = self.inner.claim.set(token);
     }
 
     /// Publishes `event`, carrying this message's correlation id (or its

@@ -100,8 +100,9 @@ impl PublishBatch {
                 None,
             ));
         }
-        let (payload, id, time) = self.bus.encode(event)?;
-        let headers = self.bus.event_headers::<E>(
+        let (payload, id, time) = super::encode(event)?;
+        let headers = super::event_headers::<E>(
+            self.bus.source(),
             &id,
             time.as_deref(),
             self.correlation.as_deref(),

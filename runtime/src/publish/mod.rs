@@ -130,6 +130,11 @@ impl Bus {
         self.inner.transport.system()
     }
 
+    /// The service name published as `ce-source`.
+    pub(crate) fn source(&self) -> &str {
+        &self.inner.source
+    }
+
     /// Publishes `event` on [`Event::SUBJECT`] and returns the PubAck.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<PubAck, PublishError> {
         self.publish_caused(event, None, None).await
@@ -157,17 +162,18 @@ impl Bus {
                 None,
             ));
         }
-        let (payload, id, time) = self.encode(event)?;
-        let make_headers = || self.event_headers::<E>(&id, time.as_deref(), correlation, causation);
-        self.publish_message(
-            Cow::Borrowed(subject),
-            subject,
-            make_headers,
-            payload,
-            &id,
-            None,
-        )
-        .await
+        let (payload, id, time) = encode(event)?;
+        let make_headers = || {
+            event_headers::<E>(
+                &self.inner.source,
+                &id,
+                time.as_deref(),
+                correlation,
+                causation,
+            )
+        };
+        self.publish_message(Cow::Borrowed(subject), subject, make_headers, payload, &id, None)
+            .await
     }
 
     pub(crate) async fn notify_caused<E: Event>(
@@ -177,8 +183,14 @@ impl Bus {
         causation: Option<&str>,
     ) -> Result<(), PublishError> {
         let subject = E::SUBJECT;
-        let (payload, id, time) = self.encode(event)?;
-        let headers = self.event_headers::<E>(&id, time.as_deref(), correlation, causation);
+        let (payload, id, time) = encode(event)?;
+        let headers = event_headers::<E>(
+            &self.inner.source,
+            &id,
+            time.as_deref(),
+            correlation,
+            causation,
+        );
         self.send_notification(Outgoing::new(subject, headers, payload, id), subject)
             .await
     }
@@ -206,52 +218,6 @@ impl Bus {
             }
             PublishFailure::Failed(kind, e) => PublishError::new(subject, kind, Some(e)),
         })
-    }
-
-    /// JSON payload, event id and publish time of `event`.
-    fn encode<E: Event>(&self, event: &E) -> Result<(Bytes, String, Option<String>), PublishError> {
-        let subject = E::SUBJECT;
-        let payload = serde_json::to_vec(event)
-            .map_err(|e| PublishError::new(subject, PublishErrorKind::Encode, Some(e.into())))?;
-        let id = match event.event_key() {
-            Some(key) if key.chars().any(char::is_control) => {
-                return Err(PublishError::new(
-                    subject,
-                    PublishErrorKind::InvalidKey,
-                    None,
-                ));
-            }
-            Some(key) => format!("{subject}:{key}"),
-            None => uuid::Uuid::now_v7().to_string(),
-        };
-        let time = time::OffsetDateTime::now_utc().format(&Rfc3339).ok();
-        Ok((payload.into(), id, time))
-    }
-
-    /// The wire contract's headers of one event.
-    fn event_headers<E: Event>(
-        &self,
-        id: &str,
-        time: Option<&str>,
-        correlation: Option<&str>,
-        causation: Option<&str>,
-    ) -> Headers {
-        let mut h = Headers::with_capacity(8);
-        h.append(headers::SPEC_VERSION, "1.0");
-        h.append(headers::ID, id);
-        h.append(headers::TYPE, E::SUBJECT);
-        h.append(headers::SOURCE, self.inner.source.as_str());
-        if let Some(t) = time {
-            h.append(headers::TIME, t);
-        }
-        h.append(headers::CONTENT_TYPE, "application/json");
-        if let Some(c) = correlation {
-            h.append(headers::CORRELATION_ID, c);
-        }
-        if let Some(c) = causation {
-            h.append(headers::CAUSATION_ID, c);
-        }
-        h
     }
 
     /// Publishes raw bytes on `subject`, as a foreign producer would: the
@@ -455,4 +421,50 @@ fn raw_checks(subject: &str, headers: &Headers) -> Result<String, PublishError> 
         .get(headers::ID)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()))
+}
+
+/// JSON payload, event id and publish time of `event`.
+pub(crate) fn encode<E: Event>(event: &E) -> Result<(Bytes, String, Option<String>), PublishError> {
+    let subject = E::SUBJECT;
+    let payload = serde_json::to_vec(event)
+        .map_err(|e| PublishError::new(subject, PublishErrorKind::Encode, Some(e.into())))?;
+    let id = match event.event_key() {
+        Some(key) if key.chars().any(char::is_control) => {
+            return Err(PublishError::new(
+                subject,
+                PublishErrorKind::InvalidKey,
+                None,
+            ));
+        }
+        Some(key) => format!("{subject}:{key}"),
+        None => uuid::Uuid::now_v7().to_string(),
+    };
+    let time = time::OffsetDateTime::now_utc().format(&Rfc3339).ok();
+    Ok((payload.into(), id, time))
+}
+
+/// The wire contract's headers of one event.
+pub(crate) fn event_headers<E: Event>(
+    source: &str,
+    id: &str,
+    time: Option<&str>,
+    correlation: Option<&str>,
+    causation: Option<&str>,
+) -> Headers {
+    let mut h = Headers::with_capacity(8);
+    h.append(headers::SPEC_VERSION, "1.0");
+    h.append(headers::ID, id);
+    h.append(headers::TYPE, E::SUBJECT);
+    h.append(headers::SOURCE, source);
+    if let Some(t) = time {
+        h.append(headers::TIME, t);
+    }
+    h.append(headers::CONTENT_TYPE, "application/json");
+    if let Some(c) = correlation {
+        h.append(headers::CORRELATION_ID, c);
+    }
+    if let Some(c) = causation {
+        h.append(headers::CAUSATION_ID, c);
+    }
+    h
 }

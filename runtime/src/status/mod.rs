@@ -29,6 +29,15 @@ pub enum LoopState {
         /// Attempts since the last message arrived.
         attempt: u32,
     },
+    /// Paused on a dependency: an idempotent handler's store cannot be
+    /// reached (`reason`). No more messages are pulled; the deliveries
+    /// waiting for the store are held (with progress signals, spending no
+    /// delivery attempt) and the store is tried again with a capped
+    /// backoff; the loop resumes receiving by itself once it answers.
+    Paused {
+        /// What cannot be reached, and why.
+        reason: String,
+    },
     /// Stopping: no more messages are received; running handlers finish
     /// within the grace period.
     Stopping,
@@ -50,19 +59,20 @@ impl LoopState {
 
     /// `true` when the loop counts as ready (the ops listener's `/readyz`):
     /// only while [`Receiving`](LoopState::Receiving). Starting, recovering,
-    /// stopping, stopped and failed loops are not ready, and so is any
-    /// state added later (paused on a dependency, ...).
+    /// paused, stopping, stopped and failed loops are not ready, and so is
+    /// any state added later.
     pub fn is_ready(&self) -> bool {
         self.is_receiving()
     }
 
     /// A short name for logs and metrics labels: `starting`, `receiving`,
-    /// `recovering`, `stopping`, `stopped`, `failed`.
+    /// `recovering`, `paused`, `stopping`, `stopped`, `failed`.
     pub fn name(&self) -> &'static str {
         match self {
             LoopState::Starting => "starting",
             LoopState::Receiving => "receiving",
             LoopState::Recovering { .. } => "recovering",
+            LoopState::Paused { .. } => "paused",
             LoopState::Stopping => "stopping",
             LoopState::Stopped => "stopped",
             LoopState::Failed { .. } => "failed",
@@ -76,6 +86,7 @@ impl std::fmt::Display for LoopState {
             LoopState::Recovering { reason, attempt } => {
                 write!(f, "recovering (attempt {attempt}): {reason}")
             }
+            LoopState::Paused { reason } => write!(f, "paused: {reason}"),
             LoopState::Failed { error } => write!(f, "failed: {error}"),
             other => f.write_str(other.name()),
         }
@@ -121,9 +132,15 @@ impl StateCell {
     /// (a recovery's reason and attempt count as a change; the metrics
     /// count a move to another state).
     pub(crate) fn set(&self, state: LoopState) {
+        self.set_if(|_| true, state);
+    }
+
+    /// Moves to `state` as [`set`](StateCell::set) does, if the current
+    /// state passes `from` (checked and changed at once).
+    pub(crate) fn set_if(&self, from: impl Fn(&LoopState) -> bool, state: LoopState) {
         let mut left = None;
         let changed = self.tx.send_if_modified(|(now, since)| {
-            if *now == state {
+            if *now == state || !from(now) {
                 return false;
             }
             left = Some(now.name());
@@ -144,6 +161,9 @@ impl StateCell {
             }
             LoopState::Failed { error } => {
                 tracing::error!(handler, %source, state = "failed", %error, "consume loop failed");
+            }
+            LoopState::Paused { reason } => {
+                tracing::warn!(handler, %source, state = "paused", %reason, "consume loop paused: nothing is pulled until the store answers again");
             }
             other => {
                 tracing::info!(handler, %source, state = other.name(), "consume loop {}", other.name())

@@ -62,12 +62,17 @@ pub struct HandlerStats {
     /// delivered again after the retry delay and the copy is tried again
     /// then (the handler is not called again).
     pub dead_letter_failed: u64,
+    /// Deliveries of an idempotent handler acked without calling it: the
+    /// store said their event id was already handled (a duplicate publish,
+    /// a redelivery after a lost ack).
+    pub idempotent_skipped: u64,
 }
 
 impl HandlerStats {
-    /// Deliveries that ended for good: acked, dead-lettered or terminated.
+    /// Deliveries that ended for good: acked (the handler's `Ok`, or an
+    /// idempotent skip), dead-lettered or terminated.
     pub fn settled(&self) -> u64 {
-        self.acked + self.dead_lettered + self.terminated
+        self.acked + self.idempotent_skipped + self.dead_lettered + self.terminated
     }
 }
 
@@ -81,12 +86,13 @@ pub(crate) enum Outcome {
     Panicked,
     Undecodable,
     DeadLetterFailed,
+    IdempotentSkipped,
 }
 
 impl Outcome {
     /// Every outcome, in discriminant order.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) const ALL: [Outcome; 8] = [
+    pub(crate) const ALL: [Outcome; 9] = [
         Outcome::Received,
         Outcome::Acked,
         Outcome::Retried,
@@ -95,6 +101,7 @@ impl Outcome {
         Outcome::Panicked,
         Outcome::Undecodable,
         Outcome::DeadLetterFailed,
+        Outcome::IdempotentSkipped,
     ];
 }
 
@@ -141,6 +148,7 @@ impl Counters {
             panicked: get(Outcome::Panicked),
             undecodable: get(Outcome::Undecodable),
             dead_letter_failed: get(Outcome::DeadLetterFailed),
+            idempotent_skipped: get(Outcome::IdempotentSkipped),
         }
     }
 

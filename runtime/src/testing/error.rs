@@ -297,6 +297,16 @@ pub enum TestingError {
         reason: String,
     },
 
+    /// A [`PostgresServer`](super::PostgresServer) could not be set up,
+    /// started or stopped.
+    #[error("PostgreSQL test server: could not {action}: {reason}")]
+    Postgres {
+        /// What jetflow tried.
+        action: String,
+        /// What went wrong, and what to do.
+        reason: String,
+    },
+
     /// redis-server did not exit after SIGKILL in time.
     #[error(
         "redis-server on port {port} (pid {pid}) did not exit within {timeout:?} after SIGKILL; \

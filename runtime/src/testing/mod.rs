@@ -73,6 +73,12 @@
 //! # }
 //! ```
 //!
+//! # A private PostgreSQL
+//!
+//! [`PostgresServer`] runs `initdb` and `postgres` (Debian's `postgresql`
+//! package) on a random loopback port with a private data dir; killable and
+//! restartable on the same port and data.
+//!
 //! # A private redis-server
 //!
 //! [`RedisServer`] starts `redis-server` on a random loopback port (never
@@ -105,6 +111,7 @@ mod binary;
 mod error;
 mod logs;
 mod nats;
+mod postgres;
 mod probe;
 mod process;
 mod proxy;
@@ -112,6 +119,7 @@ mod redis;
 
 pub use error::TestingError;
 pub use nats::{NatsCluster, NatsServer, NatsServerBuilder};
+pub use postgres::PostgresServer;
 pub use proxy::FaultProxy;
 pub use redis::{RedisServer, RedisServerBuilder};
 

@@ -35,7 +35,8 @@ struct Db {
     prefetch = 32,
     ordered_by = status,
     dead_letter = false,
-    deliver = "new"
+    deliver = "new",
+    idempotent
 )]
 pub async fn alert(
     failed: HTTPRequestFailed,
@@ -88,6 +89,7 @@ fn main() {
     assert!(options.ordered);
     assert_eq!(options.dead_letter, Some(false));
     assert_eq!(options.deliver, Some(DeliverPolicy::New));
+    assert!(options.idempotent);
     assert_eq!(options.validate(), Ok(()));
 
     // `State<Db>` is checked at start-up.
@@ -98,6 +100,7 @@ fn main() {
     assert!(alert.check(&extensions).is_ok());
 
     let options = <record as Handler>::OPTIONS;
+    assert!(!options.idempotent);
     assert_eq!(options.ack_wait, Some(Duration::from_secs(3600)));
     assert_eq!(options.deliver, Some(DeliverPolicy::Last));
     assert_eq!(

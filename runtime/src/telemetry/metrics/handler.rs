@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use super::{
     ACK_PENDING, ACKED, DEAD_LETTER_FAILED, DEAD_LETTERED, DECODE_FAILED, HANDLER_DURATION,
-    IN_FLIGHT, LOOP_STATE, LOOP_TRANSITIONS, PANICKED, PENDING, PUBLISH_TO_ACK, RECEIVED,
-    REDELIVERED, RETRIED, TERMINATED,
+    IDEMPOTENT_SKIPPED, IN_FLIGHT, LOOP_STATE, LOOP_TRANSITIONS, PANICKED, PENDING, PUBLISH_TO_ACK,
+    RECEIVED, REDELIVERED, RETRIED, TERMINATED,
 };
 use crate::telemetry::Outcome;
 use crate::topology::ConsumerState;
@@ -40,6 +40,7 @@ fn outcome_metric(o: Outcome) -> &'static str {
         Outcome::Panicked => PANICKED,
         Outcome::Undecodable => DECODE_FAILED,
         Outcome::DeadLetterFailed => DEAD_LETTER_FAILED,
+        Outcome::IdempotentSkipped => IDEMPOTENT_SKIPPED,
     }
 }
 

@@ -101,6 +101,8 @@ metrics_table! {
         "Payloads that could not be decoded as the handler's event (dead-lettered; the handler is not called).";
     DEAD_LETTER_FAILED = "jetflow_handler_dead_letter_failed_total", Counter, HANDLER_LABELS,
         "DLQ copies the broker refused (the message stays in its stream; the copy is tried again at its next delivery).";
+    IDEMPOTENT_SKIPPED = "jetflow_handler_idempotent_skipped_total", Counter, HANDLER_LABELS,
+        "Deliveries of an idempotent handler acked without calling it: the idempotency store had their event id as done.";
     HANDLER_DURATION = "jetflow_handler_duration_seconds", Histogram, HANDLER_LABELS,
         "How long handler calls ran, whatever their outcome.";
     PUBLISH_TO_ACK = "jetflow_handler_publish_to_ack_seconds", Histogram, HANDLER_LABELS,
@@ -114,7 +116,7 @@ metrics_table! {
     REDELIVERED = "jetflow_consumer_redelivered_messages", Gauge, HANDLER_LABELS,
         "Unacked messages of the durable consumer delivered more than once, refreshed on a schedule.";
     LOOP_STATE = "jetflow_consume_loop_state", Gauge, STATE_LABELS,
-        "1 for the state the handler's consume loop is in (starting, receiving, recovering, stopping, stopped, failed), 0 for the others it has been in.";
+        "1 for the state the handler's consume loop is in (starting, receiving, recovering, paused, stopping, stopped, failed), 0 for the others it has been in.";
     LOOP_TRANSITIONS = "jetflow_consume_loop_transitions_total", Counter, STATE_LABELS,
         "Moves of the handler's consume loop into `state`.";
     PUBLISHED = "jetflow_publish_total", Counter, PUBLISH_LABELS,
