@@ -116,7 +116,8 @@ impl App {
 
     /// Connects to `url` (other connection settings unchanged); its scheme
     /// selects the transport: `nats://` / `tls://` (JetStream), `memory://name`
-    /// (the embedded broker), `redis://` (Redis Streams, feature `redis`).
+    /// (the embedded broker), `redis://` (Redis Streams, feature `redis`), `amqp://` (RabbitMQ, feature
+    /// `rabbitmq`).
     pub fn url(mut self, url: impl Into<String>) -> App {
         self.connect.url = url.into();
         self
@@ -243,6 +244,12 @@ impl App {
             }
             Scheme::Nats => {
                 let transport = nats::connect(&self.connect, &self.name, self.pull).await?;
+                super::start::start(self, transport, ops).await
+            }
+            #[cfg(feature = "rabbitmq")]
+            Scheme::RabbitMq => {
+                let transport =
+                    crate::transport::rabbitmq::connect(&self.connect, &self.name).await?;
                 super::start::start(self, transport, ops).await
             }
             #[cfg(feature = "redis")]
