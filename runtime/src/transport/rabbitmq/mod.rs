@@ -234,8 +234,9 @@ impl RabbitMqTransport {
             }),
         };
         transport.session().await.map_err(|e| {
+            // 403 ACCESS_REFUSED: user or password; 530 NOT_ALLOWED: the vhost
             let refused = matches!(e.kind(), lapin::ErrorKind::ProtocolError(p)
-                if p.get_id() == 403)
+                if matches!(p.get_id(), 403 | 530))
                 || e.to_string().contains("ACCESS_REFUSED");
             let (kind, hint) = if refused {
                 (
