@@ -58,6 +58,47 @@ pub async fn redis_server() -> jetflow::testing::RedisServer {
     .expect("redis-server failed to start")
 }
 
+/// A fresh vhost on the RabbitMQ node this test binary shares, as an
+/// `amqp://` URL. The node starts on first use (seconds) and is killed when
+/// the test process exits; each test gets its own vhost, so tests stay
+/// apart. A test that kills the broker starts its own
+/// [`RabbitMqServer`](jetflow::testing::RabbitMqServer).
+pub async fn rabbitmq_vhost(test: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NODE: tokio::sync::OnceCell<jetflow::testing::RabbitMqServer> =
+        tokio::sync::OnceCell::const_new();
+    static N: AtomicU64 = AtomicU64::new(0);
+    init_tracing();
+    let node = NODE
+        .get_or_init(|| async {
+            tokio::time::timeout(
+                Duration::from_secs(120),
+                jetflow::testing::RabbitMqServer::start(),
+            )
+            .await
+            .expect("rabbitmq-server did not start within 120s")
+            .expect("rabbitmq-server failed to start")
+        })
+        .await;
+    let vhost = format!("{test}-{}", N.fetch_add(1, Ordering::Relaxed));
+    tokio::time::timeout(Duration::from_secs(60), node.vhost(&vhost))
+        .await
+        .expect("rabbitmqctl did not answer within 60s")
+        .expect("vhost created")
+}
+
+/// A private RabbitMQ node for one test that kills or restarts it.
+pub async fn rabbitmq_server() -> jetflow::testing::RabbitMqServer {
+    init_tracing();
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        jetflow::testing::RabbitMqServer::start(),
+    )
+    .await
+    .expect("rabbitmq-server did not start within 120s")
+    .expect("rabbitmq-server failed to start")
+}
+
 /// Starts an app named `t` on `server` with `ledger` as its state and
 /// `handler` as its one handler.
 pub async fn start<H: Handler>(server: &NatsServer, ledger: &Ledger, handler: H) -> AppHandle {

@@ -1,7 +1,8 @@
 //! Runs every scenario of [`jetflow_tests::conformance`] once per transport
 //! of [`TRANSPORTS`](jetflow_tests::conformance::TRANSPORTS): `nats::*` on a
 //! private nats-server, `memory::*` on the embedded broker, `redis::*` on a
-//! private redis-server.
+//! private redis-server, `rabbitmq::*` on a vhost of a private
+//! rabbitmq-server node.
 
 use jetflow_tests::conformance::{self as c, Broker, Kind};
 
@@ -51,6 +52,48 @@ conformance!(
         replicas_compete,
         close_and_reopen_loses_nothing,
         deleted_stream_is_recreated,
+        order_preserved_with_one_worker,
+        prefetched_messages_never_expire,
+        stop_gives_the_buffer_back,
+        ordered_lanes_keep_per_key_order,
+        notification_broadcast,
+        notification_queue_group,
+        notification_retried_in_process,
+        notification_disconnected_publish_fails,
+    ]
+);
+
+// RabbitMQ runs every scenario but four, which need what a RabbitMQ
+// broker has no object or limit for:
+// - `deleted_stream_is_recreated`: a jetflow stream is no object on
+//   RabbitMQ (its groups' queues are), so there is no stream to delete;
+// - `full_stream_refusal_reaches_the_publisher` and
+//   `dlq_refused_at_last_delivery_is_not_stranded`: the DLQ is a RabbitMQ
+//   stream, which has no limit that refuses a publish (an unroutable
+//   publish, the refusal RabbitMQ has, is tested in rabbitmq_transport.rs);
+// - `dlq_replay_once_unless_forced`: it ends with a purge, and a RabbitMQ
+//   stream cannot delete single records (listing and replay are covered by
+//   `max_deliver_then_dlq` and rabbitmq_transport.rs).
+scenarios!(
+    rabbitmq,
+    Kind::RabbitMq,
+    [
+        payload_and_headers_intact,
+        parallel_publishers_all_received,
+        batch_publish_pipelined,
+        subjects_are_isolated,
+        nak_then_redelivery,
+        undecodable_payload_dead_lettered_without_retry,
+        hostile_payloads_dead_lettered_without_calling,
+        oversized_publish_refused_before_sending,
+        panic_caught_and_retried_while_others_flow,
+        ack_wait_expiry_redelivers,
+        max_deliver_then_dlq,
+        term_stops_redelivery,
+        in_progress_keeps_one_delivery,
+        groups_fan_out,
+        replicas_compete,
+        close_and_reopen_loses_nothing,
         order_preserved_with_one_worker,
         prefetched_messages_never_expire,
         stop_gives_the_buffer_back,

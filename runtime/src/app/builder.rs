@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::connect::{OnTransport, Target, on_transport};
 use super::registration::{Registered, Registration};
 use super::{AppHandle, ConnectOptions, signal};
 use crate::error::Result;
@@ -10,9 +11,9 @@ use crate::event::{Event, EventInfo};
 use crate::handler::{Extensions, Handler};
 use crate::idempotency::IdempotencyStore;
 use crate::topology::{StreamSettings, TopologyPolicy};
+use crate::transport::Transport;
 use crate::transport::nats::PullTiming;
 use crate::transport::select::Scheme;
-use crate::transport::{Transport, memory, nats};
 
 /// A jetflow service: handlers, state and connection settings.
 ///
@@ -125,7 +126,8 @@ impl App {
 
     /// Connects to `url` (other connection settings unchanged); its scheme
     /// selects the transport: `nats://` / `tls://` (JetStream), `memory://name`
-    /// (the embedded broker), `redis://` (Redis Streams, feature `redis`).
+    /// (the embedded broker), `redis://` (Redis Streams, feature `redis`), `amqp://` (RabbitMQ, feature
+    /// `rabbitmq`).
     pub fn url(mut self, url: impl Into<String>) -> App {
         self.connect.url = url.into();
         self
@@ -276,26 +278,12 @@ impl App {
     /// that stops the app.
     pub async fn start(mut self) -> Result<AppHandle> {
         self.validate()?;
-        let url = self.connect.url.clone();
-        let scheme = Scheme::of(&url)?;
+        // an unknown scheme fails before the ops listener binds
+        Scheme::of(&self.connect.url)?;
         // listening before connecting: `/readyz` says what start-up waits for
         let ops = self.serve_ops().await?;
-        match scheme {
-            Scheme::Memory => {
-                let broker = memory::Broker::for_url(&url)
-                    .unwrap_or_else(|| memory::Broker::named("default"));
-                super::start::start(self, broker, ops).await
-            }
-            Scheme::Nats => {
-                let transport = nats::connect(&self.connect, &self.name, self.pull).await?;
-                super::start::start(self, transport, ops).await
-            }
-            #[cfg(feature = "redis")]
-            Scheme::Redis => {
-                let transport = crate::transport::redis::connect(&self.connect, &self.name).await?;
-                super::start::start(self, transport, ops).await
-            }
-        }
+        let target = Target::of(&self);
+        on_transport(target, Start { app: self, ops }).await
     }
 
     /// Like [`App::start`], on a transport built by hand: one of jetflow's
@@ -317,5 +305,18 @@ impl App {
         self.validate()?;
         let ops = self.serve_ops().await?;
         super::start::start(self, transport, ops).await
+    }
+}
+
+/// [`App::start`] once connected.
+struct Start {
+    app: App,
+    ops: Option<super::ops::Serving>,
+}
+
+impl OnTransport for Start {
+    type Output = AppHandle;
+    async fn run<T: Transport>(self, transport: T) -> Result<AppHandle> {
+        super::start::start(self.app, transport, self.ops).await
     }
 }

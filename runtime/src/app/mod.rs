@@ -4,6 +4,7 @@
 
 mod builder;
 mod config;
+mod connect;
 mod error;
 mod handle;
 mod ops;

@@ -4,10 +4,10 @@
 use std::fmt;
 
 use super::App;
+use super::connect::{OnTransport, Target, on_transport};
 use crate::error::Result;
 use crate::topology::{self, ConsumerView, TopologyPolicy};
-use crate::transport::select::Scheme;
-use crate::transport::{Transport, memory, nats};
+use crate::transport::Transport;
 
 /// What provisioning would do with one stream or consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,23 +92,7 @@ impl App {
     /// ```
     pub async fn plan(&self) -> Result<Plan> {
         self.validate()?;
-        let url = &self.connect.url;
-        match Scheme::of(url)? {
-            Scheme::Memory => {
-                let broker = memory::Broker::for_url(url)
-                    .unwrap_or_else(|| memory::Broker::named("default"));
-                self.plan_on(&broker).await
-            }
-            Scheme::Nats => {
-                let transport = nats::connect(&self.connect, &self.name, self.pull).await?;
-                self.plan_on(&transport).await
-            }
-            #[cfg(feature = "redis")]
-            Scheme::Redis => {
-                let transport = crate::transport::redis::connect(&self.connect, &self.name).await?;
-                self.plan_on(&transport).await
-            }
-        }
+        on_transport(Target::of(self), Planning { app: self }).await
     }
 
     /// [`App::plan`] on a transport built by hand.
@@ -154,5 +138,17 @@ impl App {
             policy: self.policy,
             items,
         })
+    }
+}
+
+/// [`App::plan`] once connected.
+struct Planning<'a> {
+    app: &'a App,
+}
+
+impl OnTransport for Planning<'_> {
+    type Output = Plan;
+    async fn run<T: Transport>(self, transport: T) -> Result<Plan> {
+        self.app.plan_on(&transport).await
     }
 }

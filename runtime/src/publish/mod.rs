@@ -172,8 +172,15 @@ impl Bus {
                 causation,
             )
         };
-        self.publish_message(Cow::Borrowed(subject), subject, make_headers, payload, &id, None)
-            .await
+        self.publish_message(
+            Cow::Borrowed(subject),
+            subject,
+            make_headers,
+            payload,
+            &id,
+            None,
+        )
+        .await
     }
 
     pub(crate) async fn notify_caused<E: Event>(

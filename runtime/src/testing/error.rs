@@ -320,6 +320,51 @@ pub enum TestingError {
         /// How long jetflow waited.
         timeout: Duration,
     },
+
+    /// No `rabbitmq-server` script was found.
+    #[error(
+        "no rabbitmq-server: {reason}; install the Debian package `rabbitmq-server` \
+         (`apt-get install --no-install-recommends rabbitmq-server`, or run `scripts/setup`), \
+         or set JETFLOW_RABBITMQ_SERVER to its `rabbitmq-server` script (the one in /usr/lib/rabbitmq/bin)"
+    )]
+    RabbitMqBinaryNotFound {
+        /// Where jetflow looked.
+        reason: String,
+    },
+
+    /// The supervisor of a rabbitmq-server node could not be spawned.
+    #[error("could not spawn `sh` to run `{}`: {source}", path.display())]
+    RabbitMqSpawn {
+        /// The broker script.
+        path: PathBuf,
+        /// The spawn error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A rabbitmq-server node exited during startup or did not listen in time.
+    #[error(
+        "rabbitmq-server node {node} (AMQP port {port}) did not start: {what}; its log ends with:\n{log_tail}"
+    )]
+    RabbitMqStartup {
+        /// The node name.
+        node: String,
+        /// Its AMQP port.
+        port: u16,
+        /// What happened.
+        what: String,
+        /// The last lines of its logs.
+        log_tail: String,
+    },
+
+    /// `rabbitmqctl` failed against a private node.
+    #[error("`rabbitmqctl {command}` failed: {reason}")]
+    RabbitMqCtl {
+        /// The arguments.
+        command: String,
+        /// Its exit status and output, or why it could not run.
+        reason: String,
+    },
 }
 
 impl TestingError {

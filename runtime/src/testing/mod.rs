@@ -115,12 +115,17 @@ mod postgres;
 mod probe;
 mod process;
 mod proxy;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
 mod redis;
 
 pub use error::TestingError;
 pub use nats::{NatsCluster, NatsServer, NatsServerBuilder};
 pub use postgres::PostgresServer;
 pub use proxy::FaultProxy;
+#[cfg(feature = "rabbitmq")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rabbitmq")))]
+pub use rabbitmq::RabbitMqServer;
 pub use redis::{RedisServer, RedisServerBuilder};
 
 /// A `memory://` URL that names a broker no other call in this process

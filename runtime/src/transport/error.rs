@@ -75,6 +75,13 @@ pub enum PublishErrorKind {
         /// Attempts made.
         attempts: u32,
     },
+    /// No queue is bound to the subject: RabbitMQ returned the `mandatory`
+    /// message, as no group consumes it yet, so nothing would store it.
+    #[error(
+        "no queue is bound to this subject, so the broker returned the message unstored; start the app \
+         whose handler consumes the event first (it declares its group's queue), or check the subject"
+    )]
+    Unroutable,
     /// The server refused the message (stream full with discard=new, limits, permissions ...).
     #[error("the server rejected the message")]
     Rejected,

@@ -36,6 +36,7 @@
 //! | `nats://`, `tls://` | [`nats::NatsTransport`]: JetStream for events, core NATS for notifications |
 //! | `memory://name` | [`memory::Broker`]: the embedded broker, in-process |
 //! | `redis://` | `redis::RedisTransport` (feature `redis`): Redis Streams |
+//! | `amqp://` | `rabbitmq::RabbitMqTransport` (feature `rabbitmq`): RabbitMQ quorum queues |
 //!
 //! A transport of your own runs an app with
 //! [`App::start_on`](crate::App::start_on).
@@ -47,6 +48,9 @@ mod headers;
 pub mod memory;
 mod message;
 pub mod nats;
+#[cfg(feature = "rabbitmq")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rabbitmq")))]
+pub mod rabbitmq;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;

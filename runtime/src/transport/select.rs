@@ -12,10 +12,13 @@ pub(crate) enum Scheme {
     /// `redis://` (feature `redis`).
     #[cfg(feature = "redis")]
     Redis,
+    /// `amqp://` (feature `rabbitmq`).
+    #[cfg(feature = "rabbitmq")]
+    RabbitMq,
 }
 
 /// The URL schemes jetflow understands, for error messages.
-const KNOWN: &str = "nats:// or tls:// (JetStream), memory:// (the embedded broker), redis:// (Redis Streams, feature `redis`)";
+const KNOWN: &str = "nats:// or tls:// (JetStream), memory:// (the embedded broker), redis:// (Redis Streams, feature `redis`), amqp:// (RabbitMQ, feature `rabbitmq`)";
 
 impl Scheme {
     /// The transport `url` names, or an error that lists the ones jetflow has.
@@ -37,6 +40,23 @@ impl Scheme {
                 ConnectErrorKind::MissingFeature,
                 "Redis Streams need jetflow's `redis` feature: \
                  `jetflow = { version = \"0.1\", features = [\"redis\"] }`",
+                None,
+            )),
+            #[cfg(feature = "rabbitmq")]
+            "amqp" => Ok(Scheme::RabbitMq),
+            #[cfg(not(feature = "rabbitmq"))]
+            "amqp" => Err(ConnectError::new(
+                url,
+                ConnectErrorKind::MissingFeature,
+                "RabbitMQ needs jetflow's `rabbitmq` feature: \
+                 `jetflow = { version = \"0.1\", features = [\"rabbitmq\"] }`",
+                None,
+            )),
+            "amqps" => Err(ConnectError::new(
+                url,
+                ConnectErrorKind::UnknownScheme,
+                "TLS to RabbitMQ (`amqps://`) is not built into jetflow yet; connect through a local \
+                 TLS tunnel (stunnel, a sidecar) with `amqp://`",
                 None,
             )),
             "rediss" => Err(ConnectError::new(

@@ -84,6 +84,13 @@ pub async fn oversized_publish_refused_before_sending(b: Broker) {
         );
         return;
     }
+    if b.kind == Kind::RabbitMq {
+        eprintln!(
+            "conformance: skipping oversized_publish_refused_before_sending on RabbitMq: the \
+             broker's max_message_size is 128 MB and it closes the channel past it, after the send"
+        );
+        return;
+    }
     let ledger = Ledger::default();
     let app = b.start(&ledger, guarded).await;
     let huge = format!(r#"{{"key":"{}"}}"#, "x".repeat(2 * 1024 * 1024));

@@ -52,6 +52,8 @@ pub enum Kind {
     Memory,
     /// Redis Streams on a private redis-server.
     Redis,
+    /// RabbitMQ: a vhost of its own on a private rabbitmq-server node.
+    RabbitMq,
 }
 
 /// Every transport the suite runs on, with the name the README's
@@ -71,6 +73,11 @@ pub const TRANSPORTS: &[(Kind, &str, Capabilities)] = &[
         Kind::Redis,
         "Redis Streams (`redis://`)",
         jetflow::transport::redis::RedisTransport::CAPABILITIES,
+    ),
+    (
+        Kind::RabbitMq,
+        "RabbitMQ (`amqp://`)",
+        jetflow::transport::rabbitmq::RabbitMqTransport::CAPABILITIES,
     ),
 ];
 
@@ -129,6 +136,13 @@ impl Broker {
                     redis: None,
                 }
             }
+            Kind::RabbitMq => Broker {
+                kind,
+                url: crate::rabbitmq_vhost(test).await,
+                nats: None,
+                redis: None,
+                memory: None,
+            },
             Kind::Redis => {
                 let server = crate::redis_server().await;
                 Broker {
@@ -288,6 +302,9 @@ impl Broker {
                 }
                 assert!(broker.limit_stream(stream, u64::from(refuse), refuse));
             }
+            Kind::RabbitMq => unreachable!(
+                "not run on RabbitMQ: its DLQ is a RabbitMQ stream, which has no limit that refuses a publish"
+            ),
             Kind::Redis => {
                 let mut conn = self.redis_connection().await;
                 let key = format!("jetflow:{{{stream}}}:messages");
@@ -329,6 +346,9 @@ impl Broker {
                 js.delete_stream(stream).await.expect("stream deleted");
             }
             Kind::Memory => assert!(self.memory().delete_stream(stream), "no stream {stream}"),
+            Kind::RabbitMq => unreachable!(
+                "not run on RabbitMQ: a jetflow stream is no object there (its groups' queues are)"
+            ),
             Kind::Redis => {
                 let mut conn = self.redis_connection().await;
                 let keys: Vec<String> = redis::cmd("KEYS")

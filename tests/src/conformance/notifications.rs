@@ -265,6 +265,6 @@ async fn disconnect(b: &mut Broker, down: bool) {
             }
         }
         Kind::Memory => b.memory().set_offline(down),
-        Kind::Redis => unreachable!("Redis Streams have no notifications"),
+        Kind::Redis | Kind::RabbitMq => unreachable!("this transport has no notifications"),
     }
 }

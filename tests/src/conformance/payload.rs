@@ -190,9 +190,22 @@ pub async fn batch_publish_pipelined(b: Broker) {
     }
     wait_stats(&app, "sink", |s| s.acked >= N as u64).await;
     settled(&app, "JOB", "sink--job", N as u64).await;
+    if !b.kind.capabilities().dedup {
+        wait_stats(&app, "sink", |s| s.acked > N as u64).await;
+    }
     app.stop().await.expect("stops");
     assert_eq!(ledger.distinct(), N, "every event handled");
-    assert_eq!(ledger.entries().len(), N, "and each exactly once");
+    // without broker-side dedup the repeat is a second message
+    let stored = if b.kind.capabilities().dedup {
+        N
+    } else {
+        N + 1
+    };
+    assert_eq!(
+        ledger.entries().len(),
+        stored,
+        "and each stored message once"
+    );
 }
 
 // ------------------------------------------------------------- subjects
