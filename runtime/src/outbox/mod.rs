@@ -181,7 +181,10 @@ impl Outbox {
     ) -> Result<String, OutboxError> {
         self.ready().await?;
         let (payload, id, time) = encode(event)?;
-        let headers = event_headers::<E>(&self.source, &id, time.as_deref(), None, None);
+        let mut headers = event_headers::<E>(&self.source, &id, time.as_deref(), None, None);
+        // The caller's trace context is stored with the row: the relay's
+        // publish continues it (feature `otel`; nothing otherwise).
+        crate::telemetry::traced::inject(&mut headers);
         let pairs: Vec<(&str, &str)> = headers.iter().collect();
         let headers = serde_json::to_string(&pairs).unwrap_or_default();
         insert(
