@@ -8,7 +8,7 @@
 //! cargo run --example shop -- plan                 # what starting would change on the broker
 //! cargo run --example shop -- asyncapi [--yaml]    # the AsyncAPI document on stdout
 //! cargo run --example shop -- --asyncapi shop.yaml  # run, and also write the AsyncAPI document (.json or .yaml)
-//! cargo run --example shop -- --ops 127.0.0.1:9090 --serve   # /healthz, /readyz, /metrics (or JETFLOW_OPS_ADDR)
+//! cargo run --example shop -- --ops 127.0.0.1:9090 --serve   # /healthz, /readyz, /metrics, the /asyncapi page (or JETFLOW_OPS_ADDR)
 //! ```
 //!
 //! The producer publishes five `OrderCreated` events. Two handlers in two
@@ -255,6 +255,9 @@ async fn demo(
     println!("shop demo on {}", handle.bus().transport_name());
     if let Some(addr) = handle.ops_addr() {
         println!("ops: http://{addr}/healthz  http://{addr}/readyz  http://{addr}/metrics");
+        println!(
+            "docs: http://{addr}/asyncapi  (the document: http://{addr}/asyncapi.json, .yaml)"
+        );
     }
 
     // Streams and durable consumers outlive this process, so order ids carry

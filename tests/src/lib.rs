@@ -9,6 +9,7 @@ use jetflow::testing::NatsServer;
 use jetflow::{App, AppHandle, Bus, Context, Handler};
 use tokio::time::Instant;
 
+pub mod browser;
 pub mod conformance;
 pub mod measure;
 pub mod ops;

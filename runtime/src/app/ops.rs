@@ -26,8 +26,10 @@ pub(super) fn addr_from_env() -> Option<String> {
 impl App {
     /// Serves the ops endpoints on `addr` (`host:port`; port 0 picks a free
     /// port, see [`AppHandle::ops_addr`](super::AppHandle::ops_addr)):
-    /// `/healthz`, `/readyz` and, with the `metrics` feature, `/metrics`
-    /// (see [`crate::ops`]). Off unless set here or by `JETFLOW_OPS_ADDR`
+    /// `/healthz`, `/readyz`, with the `metrics` feature `/metrics`, the
+    /// app's [AsyncAPI document](App::asyncapi) on `/asyncapi.json` and
+    /// `/asyncapi.yaml` and, with the `asyncapi-ui` feature, a page of it
+    /// on `/asyncapi` (see [`crate::ops`]). Off unless set here or by `JETFLOW_OPS_ADDR`
     /// ([`App::from_env`]). The listener starts with the app, before it
     /// connects, and stops at the end of its graceful stop.
     ///
@@ -52,7 +54,7 @@ impl App {
 
     /// Routes of the service's own served by the ops listener next to
     /// jetflow's (a debug page, ...); paths must not overlap `/healthz`,
-    /// `/readyz` and `/metrics` (an overlap stops the app at start-up
+    /// `/readyz`, `/metrics` and `/asyncapi*` (an overlap stops the app at start-up
     /// with [`OpsErrorKind::Route`](crate::ops::OpsErrorKind::Route)).
     /// Several calls add up.
     ///
@@ -111,6 +113,7 @@ impl App {
             let readiness = crate::ops::Readiness::new();
             let router = crate::ops::router(crate::ops::Parts {
                 readiness: readiness.clone(),
+                asyncapi: self.asyncapi(),
                 extra: self.ops_routes.take(),
             })?;
             let listener = crate::ops::Listener::bind(&addr, router).await?;

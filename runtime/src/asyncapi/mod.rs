@@ -30,6 +30,14 @@
 //! assert!(doc.to_yaml().starts_with("asyncapi: \"3.0.0\""));
 //! ```
 
+#[cfg(feature = "ops")]
+mod routes;
+#[cfg(feature = "asyncapi-ui")]
+mod ui;
+
+#[cfg(feature = "ops")]
+pub(crate) use routes::routes;
+
 use std::collections::BTreeMap;
 
 use schemars::generate::SchemaSettings;

@@ -42,7 +42,7 @@ impl Listener {
                 tracing::error!(addr = %local, error = %e, "the ops listener stopped");
             }
         });
-        tracing::info!(addr = %local, "ops listener: /healthz, /readyz, /metrics");
+        tracing::info!(addr = %local, "ops listener: /healthz, /readyz, /metrics, /asyncapi");
         Ok(Listener {
             addr: local,
             shutdown,

@@ -7,6 +7,8 @@
 //! | `/healthz` | `200 ok` while the process serves it (liveness) |
 //! | `/readyz` | `200` when connected, provisioned and every consume loop [receiving](crate::LoopState::is_ready); else `503`; a JSON body names each handler and its state, and why it is not ready |
 //! | `/metrics` | the Prometheus scrape of [`telemetry::metrics`](crate::telemetry) (feature `metrics`); without the feature `501` saying so |
+//! | `/asyncapi.json`, `/asyncapi.yaml` | the app's AsyncAPI document, [`App::asyncapi`](crate::App::asyncapi) |
+//! | `/asyncapi` | an HTML page of that document, rendered by the official AsyncAPI web component (feature `asyncapi-ui`: vendored, served from the binary, nothing loaded from elsewhere; its files under `/asyncapi-ui/`); without the feature `501` saying so |
 //!
 //! The listener starts with the app, before it connects (so `/healthz`
 //! answers and `/readyz` says "connecting" during start-up), and stops at
@@ -44,17 +46,20 @@ use axum::Router;
 pub(crate) struct Parts {
     /// What `/readyz` reports, updated by the app.
     pub(crate) readiness: Arc<Readiness>,
+    /// The app's AsyncAPI document, served as JSON, YAML and a page.
+    pub(crate) asyncapi: crate::asyncapi::AsyncApi,
     /// The service's own routes ([`App::ops_routes`](crate::App::ops_routes)).
     pub(crate) extra: Option<Router>,
 }
 
 /// Every route of the ops listener: jetflow's own (health, readiness,
-/// metrics; a module with pages of its own merges its `routes()` here) and
+/// metrics, the AsyncAPI document; a module with pages of its own merges its `routes()` here) and
 /// the service's.
 pub(crate) fn router(parts: Parts) -> Result<Router, OpsError> {
     let ours = Router::new()
         .merge(health::routes(parts.readiness))
-        .merge(scrape::routes());
+        .merge(scrape::routes())
+        .merge(crate::asyncapi::routes(&parts.asyncapi));
     match parts.extra {
         None => Ok(ours),
         Some(extra) => merge(ours, extra),
@@ -75,7 +80,7 @@ fn merge(a: Router, b: Router) -> Result<Router, OpsError> {
             OpsErrorKind::Route,
             format!(
                 "the routes given to App::ops_routes overlap the ops listener's ({text}); \
-                 `/healthz`, `/readyz` and `/metrics` are jetflow's: serve yours on other paths"
+                 `/healthz`, `/readyz`, `/metrics`, `/asyncapi*` are jetflow's: serve yours on other paths"
             ),
             None,
         )
