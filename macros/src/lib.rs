@@ -157,7 +157,7 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `dead_letter = false` | `true` / `false`: copy failed messages to the DLQ stream | `true` |
 /// | `deliver = "new"` | `"all"`, `"new"` or `"last"`: where a new durable consumer starts | `"all"` |
 /// | `broadcast` | a flag, for a notification handler: every replica of the app hears each notification, instead of one replica of the group (a queue group). A compile error on a handler of a stored event | one replica per group |
-/// | `idempotent` | a flag: jetflow claims `(group, event id)` in the app's idempotency store (`App::idempotency_store`) before each call; an event already done is acked without calling the handler, one held by a live replica is retried later, an unreachable store pauses consumption (see `jetflow::idempotency`). Needs `max_deliver >= 2`; a compile error on a notification handler; the app refuses to start without a store | not idempotent |
+/// | `idempotent` | a flag: jetflow claims `(group, event id)` in the app's idempotency store (`App::idempotency_store`) before each call; an event already done is acked without calling the handler, one held by a live replica is retried later, an unreachable store pauses consumption (see `jetflow::idempotency`). Needs `max_deliver >= 2`; a compile error on a notification handler; the app refuses to start without a store. A `jetflow::idempotency::Tx` argument (the claim's Postgres transaction) requires it: a compile error on that argument otherwise | not idempotent |
 /// | `crate = path` | path to the `jetflow` crate, for a renamed or re-exported dependency | `::jetflow` |
 ///
 /// A handler of a notification (`#[event(notification)]`) takes no
@@ -218,6 +218,8 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// // only with `subject = "..."`: a compile error if the subject cannot carry the event
 /// const _: () = ::jetflow::__private::assert_subject_matches(<OrderCreated as Event>::SUBJECT, "order.created.v1");
+/// // one per `Tx` argument of a handler that is not `idempotent`, spanned on it:
+/// // const _: () = ::jetflow::__private::assert_claimed(<Tx as FromContext>::NEEDS_CLAIM, false);
 /// // one per option that fits only one kind of event (`ack_wait`, `deliver`,
 /// // `dead_letter = true`, `idempotent`: stored events; `broadcast`: notifications),
 /// // spanned on it

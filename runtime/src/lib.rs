@@ -79,6 +79,18 @@ pub mod __private {
         }
     }
 
+    /// Compile-time check that an extractor which needs an idempotency
+    /// claim (`Tx`) is only taken by an `idempotent` handler; a failure is
+    /// a compile error spanned on the argument's type.
+    pub const fn assert_claimed(needs_claim: bool, idempotent: bool) {
+        if needs_claim && !idempotent {
+            panic!(
+                "this extractor runs in the transaction of the handler's idempotency claim: add \
+                 `idempotent` to `#[handler(...)]` (and give the app a PostgresStore)"
+            );
+        }
+    }
+
     /// Compile-time rules of `#[event(upcast_from = P)]` (same name, newer
     /// version); a failure is a compile error with the macro's message.
     pub const fn assert_upcast(from: (&str, &str), to: (&str, &str), messages: [&'static str; 3]) {

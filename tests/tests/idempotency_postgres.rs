@@ -163,7 +163,8 @@ async fn postgres_one_effect_per_event_through_duplicates_failures_and_panics() 
         .fetch_one(&pool)
         .await
         .expect("schema version");
-    assert_eq!(schema, 1);
+    let latest = jetflow::idempotency::MIGRATIONS.last().map(|m| m.0);
+    assert_eq!(Some(schema), latest, "every migration applied");
 }
 
 /// A worker that dies after its insert and before the commit leaves
@@ -234,4 +235,105 @@ async fn postgres_outage_pauses_and_every_event_has_one_effect() {
     assert!(dead.is_empty(), "dead-lettered: {dead:?}");
     assert_eq!(stats.dead_lettered, 0, "{stats:?}");
     assert_once(&effects, 80);
+}
+
+/// Chaos for [`flaky_deposit`]: each call of a key fails, panics or
+/// succeeds by a hash of the key and its call number.
+#[derive(Clone, Default)]
+struct Chaos(Arc<Mutex<HashMap<String, u64>>>);
+
+impl Chaos {
+    /// 0: ok, 1: fail, 2: panic.
+    fn next(&self, key: &str) -> u8 {
+        let call = {
+            let mut calls = self.0.lock().expect("chaos");
+            let n = calls.entry(key.to_owned()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&(key, call), &mut h);
+        match std::hash::Hasher::finish(&h) % 20 {
+            0 | 1 => 1,
+            2 => 2,
+            _ => 0,
+        }
+    }
+}
+
+#[handler(
+    group = "vault",
+    idempotent,
+    concurrency = 16,
+    ack_wait = "2s",
+    backoff = "100ms",
+    max_deliver = 20
+)]
+async fn flaky_deposit(
+    d: Deposit,
+    mut tx: Tx,
+    State(chaos): State<Chaos>,
+) -> Result<(), HandlerError> {
+    sqlx::query("INSERT INTO effects (key) VALUES ($1)")
+        .bind(&d.key)
+        .execute(&mut *tx)
+        .await
+        .map_err(HandlerError::retry)?;
+    match chaos.next(&d.key) {
+        1 => Err(HandlerError::retry("chaos: a failure after the insert")),
+        2 => panic!("chaos: a panic after the insert"),
+        _ => Ok(()),
+    }
+}
+
+async fn start_flaky(nats: &NatsServer, pg: &PostgresServer, chaos: &Chaos) -> AppHandle {
+    App::new("t")
+        .url(nats.url())
+        .state(chaos.clone())
+        .idempotency_store(PostgresStore::new(&pg.url()).expect("a postgres URL"))
+        .handler(flaky_deposit)
+        .start()
+        .await
+        .expect("app starts")
+}
+
+/// The ledger oracle: 2,000 events, two replicas, failures and panics
+/// after the insert on about 15% of calls, one replica killed (aborted)
+/// mid-stream: every published event has exactly one effect, none is
+/// lost or dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_ledger_oracle_under_failures_panics_and_a_dying_replica() {
+    const EVENTS: usize = 2_000;
+    let nats = server().await;
+    let pg = postgres().await;
+    let pool = pool(&pg).await;
+    let chaos = Chaos::default();
+    let a = start_flaky(&nats, &pg, &chaos).await;
+    let b = start_flaky(&nats, &pg, &chaos).await;
+    for i in 0..EVENTS / 2 {
+        let key = format!("e{i}");
+        a.bus().publish(&Deposit { key }).await.expect("publish");
+    }
+    wait_effects(&pool, EVENTS / 10).await;
+    a.abort(); // mid-stream, with calls under way
+    for i in EVENTS / 2..EVENTS {
+        let key = format!("e{i}");
+        b.bus().publish(&Deposit { key }).await.expect("publish");
+    }
+    wait_effects(&pool, EVENTS).await;
+    jetflow_tests::eventually(WAIT, "every claim committed", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jetflow_inbox")
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+        (n == EVENTS as i64).then_some(())
+    })
+    .await;
+    let stats = b.stats("flaky_deposit").expect("stats");
+    let dead = jetflow::dlq::list(b.bus()).await.unwrap_or_default();
+    b.stop().await.expect("stops");
+    let effects = effects(&pool).await;
+    assert!(dead.is_empty(), "dead-lettered: {} records", dead.len());
+    assert_once(&effects, EVENTS);
+    eprintln!("replica b: {stats:?}");
 }

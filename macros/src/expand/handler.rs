@@ -46,6 +46,29 @@ pub(super) fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenS
             <#ty as #krate::handler::FromContext>::check(<Self as #krate::Handler>::OPTIONS.name, #ext_var)?;
         }
     });
+    // Spanned on each argument type: an extractor that needs the claim
+    // (`Tx`) on a handler that is not `idempotent` is reported there.
+    // Only for a type named `Tx` (so that an argument that is no extractor
+    // at all gets one error, not two), only when not `idempotent`; the
+    // assertion itself asks the type (`FromContext::NEEDS_CLAIM`).
+    let idempotent = spec.idempotent.is_some();
+    let named_tx = |ty: &&&syn::Type| match ty {
+        syn::Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Tx"),
+        _ => false,
+    };
+    let claim_checks = extractors
+        .iter()
+        .filter(named_tx)
+        .filter(|_| !idempotent)
+        .map(|ty| {
+            let krate = respan(&krate, ty.span());
+            quote_spanned! {ty.span()=>
+                const _: () = #krate::__private::assert_claimed(
+                    <#ty as #krate::handler::FromContext>::NEEDS_CLAIM,
+                    #idempotent,
+                );
+            }
+        });
     let extract = extractors.iter().zip(&args).map(|(ty, arg)| {
         let krate = respan(&krate, ty.span());
         quote_spanned! {ty.span()=>
@@ -124,6 +147,7 @@ pub(super) fn handler_impl(handler: &ast::Handler, spec: &HandlerSpec) -> TokenS
             }
             #subject_check
             #(#kind_checks)*
+            #(#claim_checks)*
         };
     }
 }

@@ -59,6 +59,11 @@ pub trait FromContext: Sized + Send + 'static {
     /// Builds the argument for one message.
     fn from_context(ctx: &Context) -> Result<Self, HandlerError>;
 
+    /// `true` for an extractor that needs the handler's idempotency claim
+    /// ([`Tx`](crate::idempotency::Tx)): `#[handler]` then requires
+    /// `idempotent` at compile time.
+    const NEEDS_CLAIM: bool = false;
+
     /// Checks once at start-up that the app can serve this extractor.
     fn check(handler: &'static str, extensions: &Extensions) -> Result<(), MissingState> {
         let _ = (handler, extensions);

@@ -18,9 +18,10 @@ pub(super) struct TxSlot(pub(super) Arc<Mutex<Option<Transaction<'static, Postgr
 /// acks); an error or a panic rolls both back (then jetflow retries). Do
 /// not commit it yourself.
 ///
-/// Only for an `idempotent` handler of an app whose store is a
-/// [`PostgresStore`](super::PostgresStore); elsewhere the delivery is
-/// rejected with an error that says so.
+/// Only for an `idempotent` handler (a compile error otherwise, spanned on
+/// the argument) of an app whose store is a
+/// [`PostgresStore`](super::PostgresStore) (with another store the
+/// delivery is rejected with an error that says so).
 ///
 /// ```no_run
 /// use jetflow::prelude::*;
@@ -64,6 +65,8 @@ impl DerefMut for Tx {
 }
 
 impl FromContext for Tx {
+    const NEEDS_CLAIM: bool = true;
+
     fn from_context(ctx: &Context) -> Result<Self, HandlerError> {
         let slot = ctx
             .claim()
