@@ -47,6 +47,32 @@ pub async fn brief_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// Prints `started ...`, writes its effect (a row in `effects`) in the
+/// transaction the Postgres store claimed the event in, takes 300 ms, then
+/// prints `handled ...` and commits: a SIGKILL in between rolls the effect
+/// back with the claim. A 2 s ack wait, as [`brief_chore`].
+#[handler(group = "ledger", idempotent, concurrency = 4, ack_wait = "2s")]
+pub async fn ledger_chore(
+    c: Chore,
+    ctx: Context,
+    mut tx: jetflow::idempotency::Tx,
+) -> Result<(), HandlerError> {
+    let line = format!("{} {} {}", c.key, ctx.stream_sequence(), ctx.delivered());
+    println!("started {line}");
+    sqlx::query("INSERT INTO effects (key) VALUES ($1)")
+        .bind(&c.key)
+        .execute(&mut *tx)
+        .await
+        .map_err(HandlerError::retry)?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("handled {line}");
+    Ok(())
+}
+
+/// The environment variable that gives [`ledger_chore`]'s child the
+/// PostgreSQL URL of its idempotency store.
+pub const LEDGER_POSTGRES_URL: &str = "JETFLOW_TEST_POSTGRES_URL";
+
 /// Provisions the stream and durable of `handler` on `url` with an app
 /// like the child's, then fills the stream with `n` chores
 /// (`chore-0`, ...) while nobody consumes.
@@ -60,12 +86,16 @@ pub async fn provision_and_fill_with<H: Handler>(
     handler: H,
     n: u64,
 ) {
-    let provision = App::new("chore-service")
+    let app = App::new("chore-service")
         .connect_options(options)
-        .handler(handler)
-        .start()
-        .await
-        .expect("provisioning app starts");
+        .handler(handler);
+    provision_and_fill_on(app, n).await;
+}
+
+/// Starts and stops `app` (which provisions the stream, the durables of its
+/// handlers and whatever its stores need), then publishes `n` chores.
+pub async fn provision_and_fill_on(app: App, n: u64) {
+    let provision = app.start().await.expect("provisioning app starts");
     let bus = provision.bus().clone();
     provision.stop().await.expect("provisioning app stops");
     for i in 0..n {
@@ -84,6 +114,9 @@ pub enum Chores {
     Slow,
     /// [`brief_chore`], group `sigkill`.
     Brief,
+    /// [`ledger_chore`], group `ledger`, on the Postgres store at
+    /// [`LEDGER_POSTGRES_URL`].
+    Ledger,
 }
 
 impl Chores {
@@ -92,6 +125,7 @@ impl Chores {
         match self {
             Chores::Slow => "slow",
             Chores::Brief => "brief",
+            Chores::Ledger => "ledger",
         }
     }
 }

@@ -6,7 +6,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use jetflow_tests::service::{Chores, Service, Step, brief_chore, provision_and_fill};
+use std::time::Duration;
+
+use jetflow::App;
+use jetflow::idempotency::PostgresStore;
+use jetflow::testing::PostgresServer;
+use jetflow_tests::service::{
+    Chores, LEDGER_POSTGRES_URL, Service, Step, brief_chore, ledger_chore, provision_and_fill,
+    provision_and_fill_on,
+};
 use jetflow_tests::{WAIT, eventually, server};
 
 const N: u64 = 40;
@@ -78,5 +86,65 @@ async fn sigkill_mid_handler_the_other_replica_gets_its_messages_after_ack_wait(
         handled_before.len(),
         cut_off.len(),
         handled_after.len()
+    );
+}
+
+/// The same kill with the Postgres idempotency store: the doomed replica
+/// dies between its effect and the commit for the events it was handling,
+/// so their effects roll back with their claims; every event ends with
+/// exactly one effect row.
+#[tokio::test]
+async fn sigkill_with_the_postgres_store_leaves_one_effect_per_event() {
+    let server = server().await;
+    let pg = tokio::time::timeout(Duration::from_secs(60), PostgresServer::start())
+        .await
+        .expect("postgres did not start within 60s")
+        .expect("postgres starts");
+    let pool = sqlx::PgPool::connect(&pg.url()).await.expect("connect");
+    sqlx::query("CREATE TABLE effects (key text NOT NULL)")
+        .execute(&pool)
+        .await
+        .expect("effects table");
+    // The provisioning app migrates the store's tables before the first
+    // child starts.
+    let store = PostgresStore::new(&pg.url()).expect("a postgres URL");
+    let app = App::new("chore-service")
+        .url(server.url())
+        .idempotency_store(store)
+        .handler(ledger_chore);
+    provision_and_fill_on(app, N).await;
+
+    let env = [(LEDGER_POSTGRES_URL, pg.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let doomed = Service::spawn_with(CHILD, &server.url(), Chores::Ledger, &env);
+    doomed.wait_handled(4).await;
+    let survivor = Service::spawn_with(CHILD, &server.url(), Chores::Ledger, &env);
+    let (started, handled_before) = doomed.kill().await;
+    let finished: BTreeSet<u64> = handled_before.iter().map(|s| s.seq).collect();
+    let cut_off = started
+        .iter()
+        .filter(|s| !finished.contains(&s.seq))
+        .count();
+    assert!(cut_off > 0, "the kill came mid-handler: {started:?}");
+
+    let counts = eventually(WAIT, "every event has its effect", || async {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT key, count(*) FROM effects GROUP BY key")
+                .fetch_all(&pool)
+                .await
+                .expect("effects");
+        (rows.len() as u64 == N).then_some(rows)
+    })
+    .await;
+    let handled_after = survivor.terminate().await;
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| *n != 1).collect();
+    assert!(twice.is_empty(), "more than one effect: {twice:?}");
+    // Handled lines can repeat (a handler that printed `handled` and was
+    // killed before its commit runs again), effects cannot.
+    eprintln!(
+        "sigkill + postgres: {} handled before the kill, {cut_off} cut off mid-handler, {} handled by the survivor, {} effects",
+        handled_before.len(),
+        handled_after.len(),
+        counts.len()
     );
 }

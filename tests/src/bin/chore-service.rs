@@ -1,11 +1,12 @@
 //! A jetflow service for the child-process tests: `App::run` on
 //! `NATS_URL` with the handler `JETFLOW_TEST_HANDLER` names (`slow`, the
-//! default, or `brief`; see `jetflow_tests::service`). It runs until
+//! default, `brief`, or `ledger` with its Postgres store at
+//! `JETFLOW_TEST_POSTGRES_URL`; see `jetflow_tests::service`). It runs until
 //! SIGINT or SIGTERM, or is killed. Logs and traces are set up by
 //! `jetflow::telemetry::init()`, as the README's quick start does; an
 //! error is printed (its `Display`) and exits 1.
 
-use jetflow_tests::service::{brief_chore, slow_chore};
+use jetflow_tests::service::{LEDGER_POSTGRES_URL, brief_chore, ledger_chore, slow_chore};
 
 #[tokio::main]
 async fn main() {
@@ -22,6 +23,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app = jetflow::App::from_env("chore-service");
     let app = match std::env::var("JETFLOW_TEST_HANDLER").as_deref() {
         Ok("brief") => app.handler(brief_chore),
+        Ok("ledger") => {
+            let url = std::env::var(LEDGER_POSTGRES_URL)?;
+            app.idempotency_store(jetflow::idempotency::PostgresStore::new(&url)?)
+                .handler(ledger_chore)
+        }
         _ => app.handler(slow_chore),
     };
     app.run().await?;
