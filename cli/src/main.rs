@@ -3,7 +3,7 @@
 //! JSON event. It connects with natscli's environment (`NATS_URL`,
 //! `NATS_CREDS`, `NATS_NKEY`, `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`,
 //! `NATS_CA`, `NATS_CERT`/`NATS_KEY`), or `JETFLOW_URL` for another
-//! transport (`redis://...`).
+//! transport (`redis://...`, `amqp://...`).
 //!
 //! ```text
 //! jetflow dlq list --group inventory --error "out of stock"

@@ -59,6 +59,23 @@ pub async fn redis_server() -> jetflow::testing::RedisServer {
     .expect("redis-server failed to start")
 }
 
+/// `true` (and says why on stderr) in `scripts/test`'s second pass, which
+/// runs the integration tests again with the oldest nats-server
+/// (`JETFLOW_NATS_SERVER` = `JETFLOW_NATS_SERVER_FLOOR`): the RabbitMQ
+/// tests do not use nats-server, and already ran in the first pass.
+pub fn skip_rabbitmq_on_nats_floor(test: &str) -> bool {
+    use std::io::Write as _;
+    let floor = std::env::var_os("JETFLOW_NATS_SERVER_FLOOR");
+    let skip = floor.is_some() && floor == std::env::var_os("JETFLOW_NATS_SERVER");
+    if skip {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping {test}: the nats-server floor pass; RabbitMQ tests do not use nats-server"
+        );
+    }
+    skip
+}
+
 /// A fresh vhost on the RabbitMQ node this test binary shares, as an
 /// `amqp://` URL. The node starts on first use (seconds) and is killed when
 /// the test process exits; each test gets its own vhost, so tests stay

@@ -20,6 +20,11 @@ macro_rules! scenarios {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
+                    if $kind == Kind::RabbitMq
+                        && jetflow_tests::skip_rabbitmq_on_nats_floor(stringify!($scenario))
+                    {
+                        return;
+                    }
                     c::$scenario(Broker::new($kind, stringify!($scenario)).await).await;
                 }
             )*

@@ -1,5 +1,6 @@
 //! Test support (feature `testing`): real `nats-server -js` processes,
-//! private embedded brokers, and private `redis-server` processes.
+//! private embedded brokers, private `redis-server` processes and (feature
+//! `rabbitmq`) private RabbitMQ nodes (`RabbitMqServer`, documented there).
 //!
 //! # Both transports
 //!
