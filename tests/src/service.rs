@@ -69,6 +69,24 @@ pub async fn ledger_chore(
     Ok(())
 }
 
+/// Its effect first: prints `started ...` (the effect, which no store can
+/// take back), takes 300 ms, then prints `handled ...` and returns, after
+/// which the Redis store marks the event done. A SIGKILL in between leaves
+/// the claim to expire after the lease (the 2 s ack wait) and the event
+/// runs again elsewhere: the Redis store's documented window.
+#[handler(group = "redis-ledger", idempotent, concurrency = 4, ack_wait = "2s")]
+pub async fn redis_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
+    let line = format!("{} {} {}", c.key, ctx.stream_sequence(), ctx.delivered());
+    println!("started {line}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("handled {line}");
+    Ok(())
+}
+
+/// The environment variable that gives [`redis_chore`]'s child the Redis
+/// URL of its idempotency store.
+pub const LEDGER_REDIS_URL: &str = "JETFLOW_TEST_REDIS_URL";
+
 /// The environment variable that gives [`ledger_chore`]'s child the
 /// PostgreSQL URL of its idempotency store.
 pub const LEDGER_POSTGRES_URL: &str = "JETFLOW_TEST_POSTGRES_URL";
@@ -117,6 +135,9 @@ pub enum Chores {
     /// [`ledger_chore`], group `ledger`, on the Postgres store at
     /// [`LEDGER_POSTGRES_URL`].
     Ledger,
+    /// [`redis_chore`], group `redis-ledger`, on the Redis store at
+    /// [`LEDGER_REDIS_URL`].
+    RedisLedger,
 }
 
 impl Chores {
@@ -126,6 +147,7 @@ impl Chores {
             Chores::Slow => "slow",
             Chores::Brief => "brief",
             Chores::Ledger => "ledger",
+            Chores::RedisLedger => "redis-ledger",
         }
     }
 }

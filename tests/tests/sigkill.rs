@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use jetflow::App;
-use jetflow::idempotency::PostgresStore;
+use jetflow::idempotency::{PostgresStore, RedisStore};
 use jetflow::testing::PostgresServer;
 use jetflow_tests::service::{
-    Chores, LEDGER_POSTGRES_URL, Service, Step, brief_chore, ledger_chore, provision_and_fill,
-    provision_and_fill_on,
+    Chores, LEDGER_POSTGRES_URL, LEDGER_REDIS_URL, Service, Step, brief_chore, ledger_chore,
+    provision_and_fill, provision_and_fill_on, redis_chore,
 };
 use jetflow_tests::{WAIT, eventually, server};
 
@@ -146,5 +146,84 @@ async fn sigkill_with_the_postgres_store_leaves_one_effect_per_event() {
         handled_before.len(),
         handled_after.len(),
         counts.len()
+    );
+}
+
+/// The same kill with the Redis idempotency store, which is not atomic
+/// with the effect: an event the doomed replica had started (its effect
+/// done, not yet marked) runs again once its claim expires — two effects,
+/// the documented window; every other event has exactly one.
+#[tokio::test]
+async fn sigkill_with_the_redis_store_repeats_only_the_events_in_the_window() {
+    let server = server().await;
+    let redis = jetflow_tests::redis_server().await;
+    let store = RedisStore::new(&redis.url()).expect("a redis URL");
+    let app = App::new("chore-service")
+        .url(server.url())
+        .idempotency_store(store)
+        .handler(redis_chore);
+    provision_and_fill_on(app, N).await;
+
+    let env = [(LEDGER_REDIS_URL, redis.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let doomed = Service::spawn_with(CHILD, &server.url(), Chores::RedisLedger, &env);
+    doomed.wait_handled(4).await;
+    let survivor = Service::spawn_with(CHILD, &server.url(), Chores::RedisLedger, &env);
+    let (started_before, handled_before) = doomed.kill().await;
+    let finished: BTreeSet<&str> = handled_before.iter().map(|s| s.key.as_str()).collect();
+    let cut_off: BTreeSet<&str> = started_before
+        .iter()
+        .map(|s| s.key.as_str())
+        .filter(|k| !finished.contains(k))
+        .collect();
+    assert!(
+        !cut_off.is_empty(),
+        "the kill came mid-handler: {started_before:?}"
+    );
+
+    eventually(
+        WAIT,
+        "every event handled by one replica or the other",
+        || async {
+            let all: BTreeSet<String> = handled_before
+                .iter()
+                .chain(&survivor.handled())
+                .map(|s| s.key.clone())
+                .collect();
+            (all.len() as u64 == N).then_some(())
+        },
+    )
+    .await;
+    let started_after = survivor.started();
+    survivor.terminate().await;
+
+    // Effects = `started` lines (the effect comes first in the handler).
+    let mut effects: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in started_before.iter().chain(&started_after) {
+        *effects.entry(s.key.as_str()).or_default() += 1;
+    }
+    assert_eq!(effects.len() as u64, N, "nothing lost: {effects:?}");
+    for (key, n) in &effects {
+        if cut_off.contains(key) {
+            assert_eq!(
+                *n, 2,
+                "{key} was in the window: it runs again ({effects:?})"
+            );
+        } else if !finished.contains(key) {
+            assert_eq!(
+                *n, 1,
+                "{key} never reached the doomed replica ({effects:?})"
+            );
+        } else {
+            // handled before the kill: once, or twice if the kill fell
+            // between `handled` and the done mark (the same window)
+            assert!(*n <= 2, "{key}: {effects:?}");
+        }
+    }
+    eprintln!(
+        "sigkill + redis: {} handled before the kill, {} cut off in the window, {} effects in all",
+        finished.len(),
+        cut_off.len(),
+        effects.values().sum::<usize>()
     );
 }

@@ -1,12 +1,14 @@
 //! A jetflow service for the child-process tests: `App::run` on
 //! `NATS_URL` with the handler `JETFLOW_TEST_HANDLER` names (`slow`, the
-//! default, `brief`, or `ledger` with its Postgres store at
-//! `JETFLOW_TEST_POSTGRES_URL`; see `jetflow_tests::service`). It runs until
+//! default, `brief`, or `ledger` / `redis-ledger` with their store at
+//! `JETFLOW_TEST_POSTGRES_URL` / `JETFLOW_TEST_REDIS_URL`; see `jetflow_tests::service`). It runs until
 //! SIGINT or SIGTERM, or is killed. Logs and traces are set up by
 //! `jetflow::telemetry::init()`, as the README's quick start does; an
 //! error is printed (its `Display`) and exits 1.
 
-use jetflow_tests::service::{LEDGER_POSTGRES_URL, brief_chore, ledger_chore, slow_chore};
+use jetflow_tests::service::{
+    LEDGER_POSTGRES_URL, LEDGER_REDIS_URL, brief_chore, ledger_chore, redis_chore, slow_chore,
+};
 
 #[tokio::main]
 async fn main() {
@@ -27,6 +29,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             let url = std::env::var(LEDGER_POSTGRES_URL)?;
             app.idempotency_store(jetflow::idempotency::PostgresStore::new(&url)?)
                 .handler(ledger_chore)
+        }
+        Ok("redis-ledger") => {
+            let url = std::env::var(LEDGER_REDIS_URL)?;
+            app.idempotency_store(jetflow::idempotency::RedisStore::new(&url)?)
+                .handler(redis_chore)
         }
         _ => app.handler(slow_chore),
     };
