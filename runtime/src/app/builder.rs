@@ -253,6 +253,11 @@ impl App {
                 let transport = crate::transport::redis::connect(&self.connect, &self.name).await?;
                 super::start::start(self, transport, ops).await
             }
+            #[cfg(feature = "kafka")]
+            Scheme::Kafka => {
+                let transport = crate::transport::kafka::connect(&self.connect, &self.name).await?;
+                super::start::start(self, transport, ops).await
+            }
         }
     }
 

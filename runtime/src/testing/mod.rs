@@ -103,6 +103,8 @@
 
 mod binary;
 mod error;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod logs;
 mod nats;
 mod probe;
@@ -111,6 +113,9 @@ mod proxy;
 mod redis;
 
 pub use error::TestingError;
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+pub use kafka::KafkaServer;
 pub use nats::{NatsCluster, NatsServer, NatsServerBuilder};
 pub use proxy::FaultProxy;
 pub use redis::{RedisServer, RedisServerBuilder};

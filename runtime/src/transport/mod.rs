@@ -36,6 +36,7 @@
 //! | `nats://`, `tls://` | [`nats::NatsTransport`]: JetStream for events, core NATS for notifications |
 //! | `memory://name` | [`memory::Broker`]: the embedded broker, in-process |
 //! | `redis://` | `redis::RedisTransport` (feature `redis`): Redis Streams |
+//! | `kafka://` | `kafka::KafkaTransport` (feature `kafka`): Kafka topics and consumer groups |
 //!
 //! A transport of your own runs an app with
 //! [`App::start_on`](crate::App::start_on).
@@ -44,6 +45,9 @@ mod capability;
 mod erased;
 mod error;
 mod headers;
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+pub mod kafka;
 pub mod memory;
 mod message;
 pub mod nats;
