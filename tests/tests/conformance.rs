@@ -1,7 +1,8 @@
 //! Runs every scenario of [`jetflow_tests::conformance`] once per transport
 //! of [`TRANSPORTS`](jetflow_tests::conformance::TRANSPORTS): `nats::*` on a
 //! private nats-server, `memory::*` on the embedded broker, `redis::*` on a
-//! private redis-server.
+//! private redis-server, `kafka::*` on a private
+//! tansu broker.
 
 use jetflow_tests::conformance::{self as c, Broker, Kind};
 
@@ -29,7 +30,8 @@ macro_rules! scenarios {
 conformance!(
     nats => Kind::Nats,
     memory => Kind::Memory,
-    redis => Kind::Redis;
+    redis => Kind::Redis,
+    kafka => Kind::Kafka;
     [
         payload_and_headers_intact,
         parallel_publishers_all_received,

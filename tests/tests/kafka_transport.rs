@@ -58,7 +58,7 @@ async fn per_key_order_holds_over_64_keys_at_concurrency_16_under_retries() {
     let server = kafka_server().await;
     let ledger = Ledger::default();
     let app = App::new("t")
-        .url(server.url())
+        .url(format!("{}?partitions=8", server.url()))
         .state(ledger.clone())
         .handler(apply_move)
         .start()
@@ -117,7 +117,7 @@ async fn a_member_joining_mid_stream_loses_nothing() {
     let ledger = Ledger::default();
     let start = |replica: &str| {
         App::new("t")
-            .url(server.url())
+            .url(format!("{}?partitions=8", server.url()))
             .state(ledger.tagged(replica))
             .handler(take_parcel)
             .start()
@@ -179,7 +179,7 @@ async fn offsets_never_pass_an_unfinished_record() {
     let ledger = Ledger::default();
     let start = || {
         App::new("t")
-            .url(server.url())
+            .url(format!("{}?partitions=8", server.url()))
             .state(ledger.clone())
             .handler(slow_parcel)
             .start()

@@ -36,7 +36,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use jetflow::prelude::*;
-use jetflow::testing::{NatsServer, RedisServer};
+use jetflow::testing::{KafkaServer, NatsServer, RedisServer};
 use jetflow::topology::ConsumerState;
 use jetflow::transport::Capabilities;
 use jetflow::{AppHandle, HandlerStats};
@@ -52,6 +52,8 @@ pub enum Kind {
     Memory,
     /// Redis Streams on a private redis-server.
     Redis,
+    /// Kafka on a private tansu broker.
+    Kafka,
 }
 
 /// Every transport the suite runs on, with the name the README's
@@ -71,6 +73,11 @@ pub const TRANSPORTS: &[(Kind, &str, Capabilities)] = &[
         Kind::Redis,
         "Redis Streams (`redis://`)",
         jetflow::transport::redis::RedisTransport::CAPABILITIES,
+    ),
+    (
+        Kind::Kafka,
+        "Kafka (`kafka://`)",
+        jetflow::transport::kafka::KafkaTransport::CAPABILITIES,
     ),
 ];
 
@@ -99,6 +106,8 @@ pub struct Broker {
     pub url: String,
     nats: Option<NatsServer>,
     redis: Option<RedisServer>,
+    /// Kept alive for the scenario.
+    _kafka: Option<KafkaServer>,
     /// Keeps the embedded broker alive across the scenario's app restarts.
     memory: Option<jetflow::memory::Broker>,
 }
@@ -114,6 +123,7 @@ impl Broker {
                     url: server.url(),
                     nats: Some(server),
                     redis: None,
+                    _kafka: None,
                     memory: None,
                 }
             }
@@ -127,6 +137,7 @@ impl Broker {
                     url,
                     nats: None,
                     redis: None,
+                    _kafka: None,
                 }
             }
             Kind::Redis => {
@@ -136,8 +147,37 @@ impl Broker {
                     url: server.url(),
                     nats: None,
                     redis: Some(server),
+                    _kafka: None,
                     memory: None,
                 }
+            }
+            Kind::Kafka => {
+                let server = crate::kafka_server().await;
+                Broker {
+                    kind,
+                    url: server.url(),
+                    nats: None,
+                    redis: None,
+                    _kafka: Some(server),
+                    memory: None,
+                }
+            }
+        }
+    }
+
+    /// `false` (printing why, as [`supports`](Self::supports) does) when
+    /// the scenario needs a fault the test kit cannot cause on this
+    /// transport (`cannot` names it).
+    pub fn can_fault(&self, scenario: &str, cannot: &[(Kind, &str)]) -> bool {
+        match cannot.iter().find(|(k, _)| *k == self.kind) {
+            None => true,
+            Some((_, why)) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "conformance: skipping {scenario} on {:?}: {why}",
+                    self.kind
+                );
+                false
             }
         }
     }
@@ -288,6 +328,7 @@ impl Broker {
                 }
                 assert!(broker.limit_stream(stream, u64::from(refuse), refuse));
             }
+            Kind::Kafka => unreachable!("scenarios that fill a stream skip Kafka (can_fault)"),
             Kind::Redis => {
                 let mut conn = self.redis_connection().await;
                 let key = format!("jetflow:{{{stream}}}:messages");
@@ -329,6 +370,7 @@ impl Broker {
                 js.delete_stream(stream).await.expect("stream deleted");
             }
             Kind::Memory => assert!(self.memory().delete_stream(stream), "no stream {stream}"),
+            Kind::Kafka => unreachable!("scenarios that delete a stream skip Kafka (can_fault)"),
             Kind::Redis => {
                 let mut conn = self.redis_connection().await;
                 let keys: Vec<String> = redis::cmd("KEYS")

@@ -266,5 +266,6 @@ async fn disconnect(b: &mut Broker, down: bool) {
         }
         Kind::Memory => b.memory().set_offline(down),
         Kind::Redis => unreachable!("Redis Streams have no notifications"),
+        Kind::Kafka => unreachable!("Kafka has no notifications"),
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! - A jetflow **stream** (`ORDER`) is one topic of the same name, created
 //!   at start-up (an admin request) with [`KafkaOptions::partitions`]
-//!   partitions (the DLQ: one). Every subject of the stream, every version
+//!   partitions (`kafka://host:port?partitions=8`; 1 by default; the DLQ:
+//!   one). Every subject of the stream, every version
 //!   of an event, goes into it: the subject travels in the header
 //!   `jetflow-subject`, so one entity's `v1` and `v2` events keep their
 //!   order.
@@ -50,8 +51,8 @@
 //! [`dlq::purge`](crate::dlq::purge) fails). The delivery count lives in
 //! the member: a record redelivered after a crash or a rebalance counts
 //! from 1 again. A publisher routes a subject to its topic by the streams
-//! this process declared (its handlers' and
-//! [`App::publishes`](crate::App::publishes)'). `ConsumerState` counts
+//! declared on the cluster: every app records its streams' subjects in the
+//! one-partition topic `jetflow-streams`, read on a miss. `ConsumerState` counts
 //! over all partitions: `ack_floor` is the number of records committed,
 //! `num_pending` the records after the committed offsets.
 //!
@@ -99,12 +100,20 @@ use crate::transport::{
 /// may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How jetflow creates topics.
+/// How jetflow creates topics; in a URL as `kafka://host:port?partitions=8&replication=3`.
+///
+/// ```
+/// let options = jetflow::transport::kafka::KafkaOptions::default();
+/// assert_eq!((options.partitions, options.replication), (1, 1));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KafkaOptions {
     /// Partitions of a stream's topic when jetflow creates it (an existing
-    /// topic is kept as it is); the DLQ gets one. 8 by default.
+    /// topic is kept as it is); the DLQ always gets one. 1 by default: the
+    /// stream keeps one order and sequences are offsets plus one, as on
+    /// JetStream. More partitions let more members of a group work at once;
+    /// an entity's events keep their order through the partition key.
     pub partitions: i32,
     /// Replication factor of the topics jetflow creates; 1 by default.
     pub replication: i32,
@@ -113,7 +122,7 @@ pub struct KafkaOptions {
 impl Default for KafkaOptions {
     fn default() -> Self {
         KafkaOptions {
-            partitions: 8,
+            partitions: 1,
             replication: 1,
         }
     }
@@ -156,19 +165,24 @@ impl KafkaTransport {
         ..Capabilities::durable()
     };
 
-    /// Connects to `url` (`kafka://host:port[,host:port]`); `name` is the
-    /// client id. Fails when no broker answers a metadata request.
+    /// Connects to `url` (`kafka://host:port[,host:port][?partitions=N&replication=R]`,
+    /// see [`KafkaOptions`]); `name` is the client id. Fails when no broker
+    /// answers a metadata request.
     pub async fn connect(url: &str, name: &str) -> Result<KafkaTransport, ConnectError> {
-        KafkaTransport::connect_with(url, name, KafkaOptions::default()).await
+        let (bootstrap, options) = parse_url(url)?;
+        KafkaTransport::connect_with(&bootstrap, name, options).await
     }
 
-    /// Like [`KafkaTransport::connect`], creating topics by `options`.
+    /// Connects to the brokers `bootstrap` (`host:port[,host:port]`),
+    /// creating topics by `options`.
     pub async fn connect_with(
-        url: &str,
+        bootstrap: &str,
         name: &str,
         options: KafkaOptions,
     ) -> Result<KafkaTransport, ConnectError> {
-        let bootstrap = bootstrap_of(url)?;
+        let url = format!("kafka://{bootstrap}");
+        let url = url.as_str();
+        let bootstrap = parse_url(url)?.0;
         let fail = |kind, message: String, e: KafkaError| {
             ConnectError::new(url, kind, message, Some(e.into()))
         };
@@ -214,15 +228,72 @@ impl KafkaTransport {
         Ok(transport)
     }
 
-    /// The stream (topic) that stores `subject`.
-    fn route(&self, subject: &str) -> Option<String> {
-        self.shared
+    /// The stream (topic) that stores `subject`: from the streams this
+    /// transport declared, else from the registry topic (declared by
+    /// another app meanwhile).
+    async fn route(&self, subject: &str) -> Result<Option<String>, TopologyError> {
+        let find = |routes: &[(String, String)]| {
+            routes
+                .iter()
+                .find(|(pattern, _)| subject_matches(pattern, subject))
+                .map(|(_, stream)| stream.clone())
+        };
+        if let Some(found) = find(&self.shared.routes.read().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(Some(found));
+        }
+        let registry = self
+            .read_topic(topology::REGISTRY)
+            .await?
+            .unwrap_or_default();
+        let mut routes = self
+            .shared
             .routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|(pattern, _)| subject_matches(pattern, subject))
-            .map(|(_, stream)| stream.clone())
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        for record in registry {
+            let Ok(patterns) = serde_json::from_slice::<Vec<String>>(&record.payload) else {
+                continue;
+            };
+            for pattern in patterns {
+                if !routes.iter().any(|(p, _)| *p == pattern) {
+                    routes.push((pattern, record.subject.clone()));
+                }
+            }
+        }
+        Ok(find(&routes))
+    }
+
+    /// Every record of `topic`; `None` when there is no such topic.
+    async fn read_topic(&self, topic: &str) -> Result<Option<Vec<Stored>>, TopologyError> {
+        let config = self.consumer_config(&format!("jetflow-read-{}", uuid::Uuid::now_v7()));
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || topology::read_topic(&config, &topic))
+            .await
+            .map_err(|e| TopologyError::read("a topic", "read", e))?
+    }
+
+    /// Records the subjects of `streams` in the registry topic.
+    async fn register(&self, streams: &[StreamDecl]) -> Result<(), TopologyError> {
+        for s in streams {
+            let patterns = serde_json::to_vec(&s.patterns()).unwrap_or_default();
+            let headers = wire::encode(&crate::transport::Headers::new(), &s.name, &s.name);
+            let record = FutureRecord::to(topology::REGISTRY)
+                .key(&s.name)
+                .payload(&patterns)
+                .headers(headers);
+            self.shared
+                .producer
+                .send(record, REQUEST_TIMEOUT)
+                .await
+                .map_err(|(e, _)| {
+                    TopologyError::create(
+                        format!("the registry entry of stream `{}`", s.name),
+                        "check that the cluster accepts writes",
+                        e,
+                    )
+                })?;
+        }
+        Ok(())
     }
 
     /// A consumer of group `group`, not subscribed.
@@ -238,9 +309,22 @@ impl KafkaTransport {
     }
 }
 
-/// `kafka://a:9092,b:9092` -> `a:9092,b:9092`.
-fn bootstrap_of(url: &str) -> Result<String, ConnectError> {
-    let hosts: Vec<&str> = url
+/// `kafka://a:9092,b:9092?partitions=8` -> (`a:9092,b:9092`, options).
+fn parse_url(url: &str) -> Result<(String, KafkaOptions), ConnectError> {
+    let bad = |why: &str| {
+        ConnectError::new(
+            url,
+            ConnectErrorKind::UnknownScheme,
+            format!(
+                "not a Kafka URL ({why}): write `kafka://host:port` (several brokers: \
+                 `kafka://a:9092,b:9092`; options: `?partitions=8&replication=3`); credentials \
+                 and paths are not supported yet"
+            ),
+            None,
+        )
+    };
+    let (hosts, query) = url.split_once('?').unwrap_or((url, ""));
+    let hosts: Vec<&str> = hosts
         .split(',')
         .map(|u| {
             let u = u.trim();
@@ -252,15 +336,23 @@ fn bootstrap_of(url: &str) -> Result<String, ConnectError> {
         .iter()
         .any(|h| h.is_empty() || h.contains('@') || h.contains('/'))
     {
-        return Err(ConnectError::new(
-            url,
-            ConnectErrorKind::UnknownScheme,
-            "not a Kafka URL: write `kafka://host:port` (several brokers: `kafka://a:9092,b:9092`); \
-             credentials and paths are not supported yet",
-            None,
-        ));
+        return Err(bad("a host is empty or has credentials or a path"));
     }
-    Ok(hosts.join(","))
+    let mut options = KafkaOptions::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value: i32 = value
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad(&format!("`{name}` needs a positive number")))?;
+        match name {
+            "partitions" => options.partitions = value,
+            "replication" => options.replication = value,
+            other => return Err(bad(&format!("unknown option `{other}`"))),
+        }
+    }
+    Ok((hosts.join(","), options))
 }
 
 /// Settings every client of the transport shares.
@@ -305,12 +397,16 @@ impl Transport for KafkaTransport {
     }
 
     async fn publish(&self, message: Outgoing) -> Result<PubAck, PublishFailure> {
-        let Some(stream) = self.route(&message.subject) else {
+        let route = self
+            .route(&message.subject)
+            .await
+            .map_err(|e| PublishFailure::Failed(PublishErrorKind::NoStream, e.into()))?;
+        let Some(stream) = route else {
             return Err(PublishFailure::Failed(
                 PublishErrorKind::NoStream,
                 format!(
-                    "no stream this process declared stores {:?}; on Kafka a publisher routes by \
-                     the streams it declared: add `.publishes::<E>()` to the App",
+                    "no stream declared on this cluster stores {:?}; start an app that declares \
+                     it (a handler of the event, or `App::publishes::<E>()`)",
                     message.subject
                 )
                 .into(),
@@ -341,6 +437,7 @@ impl Transport for KafkaTransport {
     ) -> Result<(), TopologyError> {
         let _ = policy;
         topology::create_topics(&self.shared.admin, streams, self.shared.options).await?;
+        self.register(streams).await?;
         let mut routes = self
             .shared
             .routes
@@ -404,11 +501,13 @@ impl Transport for KafkaTransport {
     }
 
     async fn read_stream(&self, stream: &str) -> Result<Vec<Stored>, TopologyError> {
-        let config = self.consumer_config(&format!("jetflow-read-{}", uuid::Uuid::now_v7()));
-        let stream = stream.to_owned();
-        tokio::task::spawn_blocking(move || topology::read_topic(&config, &stream))
-            .await
-            .map_err(|e| TopologyError::read("a stream", "read", e))?
+        self.read_topic(stream).await?.ok_or_else(|| {
+            TopologyError::read(
+                format!("stream `{stream}`"),
+                "read",
+                "there is no such topic; start an app that declares the stream (it creates the topic)",
+            )
+        })
     }
 
     async fn delete_messages(

@@ -10,6 +10,7 @@
 //! in flight) with its delivery count one higher.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ struct Partition {
     generation: u64,
     /// Offsets delivered and not settled.
     in_flight: BTreeSet<i64>,
+    /// Those of `in_flight` given back at a close: left uncommitted.
+    given_back: BTreeSet<i64>,
     /// One past the highest offset delivered.
     next: i64,
     /// The last offset committed (or to be committed).
@@ -66,6 +69,16 @@ pub(super) struct Rebalancing {
 impl ClientContext for Rebalancing {}
 
 impl ConsumerContext for Rebalancing {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, partitions = offsets.count(), "kafka: an offset commit failed; the group may redeliver records already handled");
+        }
+    }
+
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let mut t = lock(&self.tracker);
@@ -89,6 +102,7 @@ impl ConsumerContext for Rebalancing {
                     Partition {
                         generation,
                         in_flight: BTreeSet::new(),
+                        given_back: BTreeSet::new(),
                         next: -1,
                         committed: -1,
                     },
@@ -106,6 +120,9 @@ fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
 pub(super) type Consumer = StreamConsumer<Rebalancing>;
 
 struct Shared {
+    /// Set by `close`: a retry is given back (left uncommitted) rather
+    /// than delivered again.
+    closing: AtomicBool,
     consumer: Consumer,
     tracker: Arc<Mutex<Tracker>>,
     topic: String,
@@ -135,6 +152,50 @@ impl Shared {
             .map_err(|e| SettleError::new("commit", e))
     }
 }
+
+impl Shared {
+    /// `offset` stays uncommitted: the partition's next owner gets it.
+    fn give_back(&self, partition: i32, offset: i64, generation: u64) {
+        let mut t = lock(&self.tracker);
+        if let Some(p) = t.partitions.get_mut(&partition)
+            && p.generation == generation
+        {
+            p.given_back.insert(offset);
+        }
+    }
+
+    /// Every record delivered is settled or given back.
+    fn drained(&self) -> bool {
+        lock(&self.tracker)
+            .partitions
+            .values()
+            .all(|p| p.in_flight.iter().all(|o| p.given_back.contains(o)))
+    }
+
+    /// Commits the watermarks synchronously and leaves the group (blocking).
+    fn leave(&self) {
+        let marks: Vec<(i32, i64)> = lock(&self.tracker)
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.committed >= 0)
+            .map(|(partition, p)| (*partition, p.committed))
+            .collect();
+        let mut list = TopicPartitionList::new();
+        for (partition, mark) in marks {
+            let _ = list.add_partition_offset(&self.topic, partition, Offset::Offset(mark));
+        }
+        if list.count() > 0
+            && let Err(e) = self.consumer.commit(&list, CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, "kafka: the last commit failed; the group redelivers what it did not record");
+        }
+        self.consumer.unsubscribe();
+    }
+}
+
+/// How long a closed subscription waits for its deliveries to be settled
+/// before it leaves the group anyway (the rest comes back to the group).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A retry on its way back to the subscription.
 struct Again {
@@ -175,6 +236,7 @@ impl KafkaSubscription {
         KafkaSubscription {
             stream: Arc::from(topic.as_str()),
             shared: Arc::new(Shared {
+                closing: AtomicBool::new(false),
                 consumer,
                 tracker,
                 topic,
@@ -294,21 +356,33 @@ impl Subscription for KafkaSubscription {
         }
     }
 
-    async fn close(self) -> usize {
-        // Unsettled records stay uncommitted: the group's next member of
-        // their partition gets them. Leaving the group blocks (it waits for
-        // the group coordinator), so it runs off the async threads.
-        let given_back = lock(&self.shared.tracker)
-            .partitions
-            .values()
-            .map(|p| p.in_flight.len())
-            .sum();
+    async fn close(mut self) -> usize {
+        // Deliveries still running are settled after this returns (the
+        // runtime finishes them alongside); unstarted ones are given back
+        // with a retry. The member stays in the group until all are
+        // settled or given back (at most DRAIN_TIMEOUT), commits its
+        // watermarks and leaves: what was given back stays uncommitted and
+        // comes to the partition's next owner.
+        self.shared.closing.store(true, Ordering::SeqCst);
+        let mut given_back = 0;
+        while let Ok(again) = self.again_rx.try_recv() {
+            let a = &again.message.acker;
+            self.shared.give_back(a.partition, a.offset, a.generation);
+            given_back += 1;
+        }
         let shared = self.shared;
-        let leave = tokio::task::spawn_blocking(move || {
-            shared.consumer.unsubscribe();
-            drop(shared);
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+            while !shared.drained() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // leaving blocks (it waits for the group coordinator)
+            let _ = tokio::task::spawn_blocking(move || {
+                shared.leave();
+                drop(shared);
+            })
+            .await;
         });
-        let _ = tokio::time::timeout(Duration::from_secs(10), leave).await;
         given_back
     }
 }
@@ -358,6 +432,14 @@ impl std::fmt::Debug for Again {
 
 impl KafkaAcker {
     fn again(&self) {
+        match self.shared.upgrade() {
+            Some(shared) if shared.closing.load(Ordering::SeqCst) => {
+                shared.give_back(self.partition, self.offset, self.generation);
+                return;
+            }
+            None => return,
+            Some(_) => {}
+        }
         let mut info = self.copy.info.clone();
         info.delivered += 1;
         let acker = KafkaAcker {
@@ -390,6 +472,17 @@ impl Acker for KafkaAcker {
                 None => Ok(()),
             },
             Settle::Progress => Ok(()),
+            Settle::Retry(_)
+                if self
+                    .shared
+                    .upgrade()
+                    .is_none_or(|s| s.closing.load(Ordering::SeqCst)) =>
+            {
+                if let Some(shared) = self.shared.upgrade() {
+                    shared.give_back(self.partition, self.offset, self.generation);
+                }
+                Ok(())
+            }
             Settle::Retry(delay) => {
                 if delay.is_zero() {
                     self.again();

@@ -17,12 +17,17 @@ use super::{KafkaOptions, REQUEST_TIMEOUT, wire};
 use crate::topology::{ConsumerState, StreamDecl, TopologyError};
 use crate::transport::Stored;
 
-/// Creates the topic of every stream that has none yet.
+/// The topic where every app records the subjects of the streams it
+/// declared, so that any publisher can route a subject to its topic.
+pub(super) const REGISTRY: &str = "jetflow-streams";
+
+/// Creates the topic of every stream that has none yet, and the registry.
 pub(super) async fn create_topics(
     admin: &AdminClient<DefaultClientContext>,
     streams: &[StreamDecl],
     options: KafkaOptions,
 ) -> Result<(), TopologyError> {
+    let one = |name| NewTopic::new(name, 1, TopicReplication::Fixed(options.replication));
     let topics: Vec<NewTopic<'_>> = streams
         .iter()
         .map(|s| {
@@ -37,6 +42,7 @@ pub(super) async fn create_topics(
                 TopicReplication::Fixed(options.replication),
             )
         })
+        .chain(std::iter::once(one(REGISTRY)))
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
     let results = admin
@@ -70,18 +76,23 @@ pub(super) fn topic_exists<C: ClientContext>(client: &Client<C>, topic: &str) ->
         .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
 }
 
-/// The partitions of `topic` with their low and high watermarks (blocking).
-fn watermarks(consumer: &BaseConsumer, topic: &str) -> Result<Vec<(i32, i64, i64)>, TopologyError> {
+/// The partitions of `topic` with their low and high watermarks
+/// (blocking); `None` when there is no such topic.
+fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+) -> Result<Option<Vec<(i32, i64, i64)>>, TopologyError> {
     let read = |e| TopologyError::read(format!("topic `{topic}`"), "read", e);
     let metadata = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
         .map_err(read)?;
-    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Ok(Vec::new());
+    let found = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+    let Some(t) = found else {
+        return Ok(None);
     };
-    if t.error().is_some() {
-        return Ok(Vec::new());
-    }
     let mut out = Vec::new();
     for p in t.partitions() {
         let (low, high) = consumer
@@ -89,15 +100,20 @@ fn watermarks(consumer: &BaseConsumer, topic: &str) -> Result<Vec<(i32, i64, i64
             .map_err(read)?;
         out.push((p.id(), low, high));
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Every record of `topic`, partition by partition, oldest first
-/// (blocking).
-pub(super) fn read_topic(config: &ClientConfig, topic: &str) -> Result<Vec<Stored>, TopologyError> {
+/// (blocking); `None` when there is no such topic.
+pub(super) fn read_topic(
+    config: &ClientConfig,
+    topic: &str,
+) -> Result<Option<Vec<Stored>>, TopologyError> {
     let read = |e| TopologyError::read(format!("topic `{topic}`"), "read", e);
     let consumer: BaseConsumer = config.create().map_err(read)?;
-    let marks = watermarks(&consumer, topic)?;
+    let Some(marks) = watermarks(&consumer, topic)? else {
+        return Ok(None);
+    };
     let mut list = TopicPartitionList::new();
     let mut left: HashMap<i32, i64> = HashMap::new();
     for &(partition, low, high) in &marks {
@@ -109,7 +125,7 @@ pub(super) fn read_topic(config: &ClientConfig, topic: &str) -> Result<Vec<Store
     }
     let mut stored = Vec::new();
     if left.is_empty() {
-        return Ok(stored);
+        return Ok(Some(stored));
     }
     consumer.assign(&list).map_err(read)?;
     let deadline = Instant::now() + REQUEST_TIMEOUT;
@@ -139,7 +155,7 @@ pub(super) fn read_topic(config: &ClientConfig, topic: &str) -> Result<Vec<Store
         }
     }
     stored.sort_by_key(|s| s.sequence);
-    Ok(stored)
+    Ok(Some(stored))
 }
 
 /// The counts of the consumer group `config` names on `topic` (blocking).
@@ -149,7 +165,13 @@ pub(super) fn group_state(
 ) -> Result<ConsumerState, TopologyError> {
     let read = |e| TopologyError::read(format!("the consumer group on `{topic}`"), "read", e);
     let consumer: BaseConsumer = config.create().map_err(read)?;
-    let marks = watermarks(&consumer, topic)?;
+    let Some(marks) = watermarks(&consumer, topic)? else {
+        return Err(TopologyError::read(
+            format!("the consumer group on `{topic}`"),
+            "read",
+            format!("there is no topic `{topic}`"),
+        ));
+    };
     let mut list = TopicPartitionList::new();
     for &(partition, ..) in &marks {
         list.add_partition(topic, partition);
