@@ -30,7 +30,7 @@ const MOVES: u32 = 8;
 )]
 async fn apply_move(m: Move, ctx: Context, State(l): State<Ledger>) -> Result<(), HandlerError> {
     // every fifth move fails on its first delivery
-    if (m.n + m.account.len() as u32) % 5 == 0 && ctx.delivered() == 1 {
+    if (m.n + m.account.len() as u32).is_multiple_of(5) && ctx.delivered() == 1 {
         return Err(HandlerError::retry("fails once"));
     }
     l.record(&format!("{}/{}", m.account, m.n), &ctx);
@@ -95,6 +95,7 @@ async fn per_key_order_holds_over_64_keys_at_concurrency_16_under_retries() {
     }
 }
 
+/// A parcel keyed by `key`.
 #[event(version = "v1", id = key)]
 pub struct Parcel {
     key: String,

@@ -556,20 +556,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bootstrap_servers_of_urls() {
+    fn urls() {
+        let hosts = |url| parse_url(url).unwrap().0;
+        assert_eq!(hosts("kafka://127.0.0.1:9092"), "127.0.0.1:9092");
+        assert_eq!(hosts("kafka://a:9092,kafka://b:9093"), "a:9092,b:9093");
+        assert_eq!(hosts("kafka://a:9092,b:9093/"), "a:9092,b:9093");
+        let (_, options) = parse_url("kafka://a:9092?partitions=8&replication=3").unwrap();
+        assert_eq!((options.partitions, options.replication), (8, 3));
         assert_eq!(
-            bootstrap_of("kafka://127.0.0.1:9092").unwrap(),
-            "127.0.0.1:9092"
+            parse_url("kafka://a:9092").unwrap().1,
+            KafkaOptions::default()
         );
-        assert_eq!(
-            bootstrap_of("kafka://a:9092,kafka://b:9093").unwrap(),
-            "a:9092,b:9093"
-        );
-        assert_eq!(
-            bootstrap_of("kafka://a:9092,b:9093/").unwrap(),
-            "a:9092,b:9093"
-        );
-        let err = bootstrap_of("kafka://u:secret@a:9092")
+        for bad in ["kafka://a:9092?partitions=0", "kafka://a:9092?acks=1"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+        let err = parse_url("kafka://u:secret@a:9092")
             .unwrap_err()
             .to_string();
         assert!(!err.contains("secret"), "{err}");

@@ -76,12 +76,15 @@ pub(super) fn topic_exists<C: ClientContext>(client: &Client<C>, topic: &str) ->
         .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
 }
 
+/// A partition with its low and high watermarks.
+type Watermarks = (i32, i64, i64);
+
 /// The partitions of `topic` with their low and high watermarks
 /// (blocking); `None` when there is no such topic.
 fn watermarks(
     consumer: &BaseConsumer,
     topic: &str,
-) -> Result<Option<Vec<(i32, i64, i64)>>, TopologyError> {
+) -> Result<Option<Vec<Watermarks>>, TopologyError> {
     let read = |e| TopologyError::read(format!("topic `{topic}`"), "read", e);
     let metadata = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
