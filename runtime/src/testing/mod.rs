@@ -110,6 +110,8 @@
 
 mod binary;
 mod error;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod logs;
 mod nats;
 mod postgres;
@@ -121,6 +123,9 @@ mod rabbitmq;
 mod redis;
 
 pub use error::TestingError;
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+pub use kafka::KafkaServer;
 pub use nats::{NatsCluster, NatsServer, NatsServerBuilder};
 pub use postgres::PostgresServer;
 pub use proxy::FaultProxy;

@@ -37,6 +37,7 @@
 //! | `memory://name` | [`memory::Broker`]: the embedded broker, in-process |
 //! | `redis://` | `redis::RedisTransport` (feature `redis`): Redis Streams |
 //! | `amqp://` | `rabbitmq::RabbitMqTransport` (feature `rabbitmq`): RabbitMQ quorum queues |
+//! | `kafka://` | `kafka::KafkaTransport` (feature `kafka`): Kafka topics and consumer groups |
 //!
 //! A transport of your own runs an app with
 //! [`App::start_on`](crate::App::start_on).
@@ -45,6 +46,9 @@ mod capability;
 mod erased;
 mod error;
 mod headers;
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+pub mod kafka;
 pub mod memory;
 mod message;
 pub mod nats;

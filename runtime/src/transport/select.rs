@@ -15,10 +15,13 @@ pub(crate) enum Scheme {
     /// `amqp://` (feature `rabbitmq`).
     #[cfg(feature = "rabbitmq")]
     RabbitMq,
+    /// `kafka://` (feature `kafka`).
+    #[cfg(feature = "kafka")]
+    Kafka,
 }
 
 /// The URL schemes jetflow understands, for error messages.
-const KNOWN: &str = "nats:// or tls:// (JetStream), memory:// (the embedded broker), redis:// (Redis Streams, feature `redis`), amqp:// (RabbitMQ, feature `rabbitmq`)";
+const KNOWN: &str = "nats:// or tls:// (JetStream), memory:// (the embedded broker), redis:// (Redis Streams, feature `redis`), amqp:// (RabbitMQ, feature `rabbitmq`), kafka:// (Kafka, feature `kafka`)";
 
 impl Scheme {
     /// The transport `url` names, or an error that lists the ones jetflow has.
@@ -57,6 +60,16 @@ impl Scheme {
                 ConnectErrorKind::UnknownScheme,
                 "TLS to RabbitMQ (`amqps://`) is not built into jetflow yet; connect through a local \
                  TLS tunnel (stunnel, a sidecar) with `amqp://`",
+                None,
+            )),
+            #[cfg(feature = "kafka")]
+            "kafka" => Ok(Scheme::Kafka),
+            #[cfg(not(feature = "kafka"))]
+            "kafka" => Err(ConnectError::new(
+                url,
+                ConnectErrorKind::MissingFeature,
+                "Kafka needs jetflow's `kafka` feature: \
+                 `jetflow = { version = \"0.1\", features = [\"kafka\"] }`",
                 None,
             )),
             "rediss" => Err(ConnectError::new(
@@ -110,9 +123,18 @@ mod tests {
         assert_eq!(Scheme::of("TLS://host:4222").unwrap(), Scheme::Nats);
         assert_eq!(Scheme::of("127.0.0.1:4222").unwrap(), Scheme::Nats);
         assert_eq!(Scheme::of("memory://x").unwrap(), Scheme::Memory);
-        let err = Scheme::of("kafka://u:pw@h:9092").unwrap_err().to_string();
-        assert!(err.contains("unknown URL scheme `kafka://`"), "{err}");
+        let err = Scheme::of("amqp://u:pw@h:5672").unwrap_err().to_string();
+        assert!(err.contains("unknown URL scheme `amqp://`"), "{err}");
         assert!(!err.contains("pw"), "{err}");
+        #[cfg(feature = "kafka")]
+        assert_eq!(Scheme::of("kafka://h:9092").unwrap(), Scheme::Kafka);
+        #[cfg(not(feature = "kafka"))]
+        assert!(
+            Scheme::of("kafka://h:9092")
+                .unwrap_err()
+                .to_string()
+                .contains("`kafka` feature")
+        );
     }
 
     #[test]

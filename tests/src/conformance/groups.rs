@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jetflow::prelude::*;
 
-use super::{Broker, Job, job, settled, wait_stats};
+use super::{Broker, Job, Kind, job, settled, wait_stats};
 use crate::{Ledger, WAIT};
 
 // ------------------------------------------------------ groups, replicas
@@ -67,6 +67,16 @@ async fn worker(j: Job, ctx: Context, State(l): State<Ledger>) -> Result<(), Han
 
 /// Two replicas of one group share the events: both take part, each event handled once.
 pub async fn replicas_compete(b: Broker) {
+    if !b.can_fault(
+        "replicas_compete",
+        &[(
+            Kind::Kafka,
+            "a topic of one partition (the default) has one active member per group; replicas \
+             share a partitioned topic (`?partitions=N`), tested in kafka_transport.rs",
+        )],
+    ) {
+        return;
+    }
     let ledger = Ledger::default();
     let one = b
         .app("t")

@@ -123,6 +123,12 @@ pub async fn order_preserved_with_one_worker(b: Broker) {
 /// consumer from the declaration (warning that its state went back), and
 /// new events flow again, published through the same bus.
 pub async fn deleted_stream_is_recreated(b: Broker) {
+    if !b.can_fault(
+        "deleted_stream_is_recreated",
+        &[(Kind::Kafka, "the test kit deletes no Kafka topic (a consumer of a deleted topic waits for it to come back)")],
+    ) {
+        return;
+    }
     let ledger = Ledger::default();
     let app = b.start(&ledger, steady).await;
     for i in 0..3 {

@@ -36,7 +36,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use jetflow::prelude::*;
-use jetflow::testing::{NatsServer, RedisServer};
+use jetflow::testing::{KafkaServer, NatsServer, RedisServer};
 use jetflow::topology::ConsumerState;
 use jetflow::transport::Capabilities;
 use jetflow::{AppHandle, HandlerStats};
@@ -54,6 +54,8 @@ pub enum Kind {
     Redis,
     /// RabbitMQ: a vhost of its own on a private rabbitmq-server node.
     RabbitMq,
+    /// Kafka on a private tansu broker.
+    Kafka,
 }
 
 /// Every transport the suite runs on, with the name the README's
@@ -78,6 +80,11 @@ pub const TRANSPORTS: &[(Kind, &str, Capabilities)] = &[
         Kind::RabbitMq,
         "RabbitMQ (`amqp://`)",
         jetflow::transport::rabbitmq::RabbitMqTransport::CAPABILITIES,
+    ),
+    (
+        Kind::Kafka,
+        "Kafka (`kafka://`)",
+        jetflow::transport::kafka::KafkaTransport::CAPABILITIES,
     ),
 ];
 
@@ -106,6 +113,8 @@ pub struct Broker {
     pub url: String,
     nats: Option<NatsServer>,
     redis: Option<RedisServer>,
+    /// Kept alive for the scenario.
+    _kafka: Option<KafkaServer>,
     /// Keeps the embedded broker alive across the scenario's app restarts.
     memory: Option<jetflow::memory::Broker>,
 }
@@ -121,6 +130,7 @@ impl Broker {
                     url: server.url(),
                     nats: Some(server),
                     redis: None,
+                    _kafka: None,
                     memory: None,
                 }
             }
@@ -134,6 +144,7 @@ impl Broker {
                     url,
                     nats: None,
                     redis: None,
+                    _kafka: None,
                 }
             }
             Kind::RabbitMq => Broker {
@@ -141,6 +152,7 @@ impl Broker {
                 url: crate::rabbitmq_vhost(test).await,
                 nats: None,
                 redis: None,
+                _kafka: None,
                 memory: None,
             },
             Kind::Redis => {
@@ -150,8 +162,37 @@ impl Broker {
                     url: server.url(),
                     nats: None,
                     redis: Some(server),
+                    _kafka: None,
                     memory: None,
                 }
+            }
+            Kind::Kafka => {
+                let server = crate::kafka_server().await;
+                Broker {
+                    kind,
+                    url: server.url(),
+                    nats: None,
+                    redis: None,
+                    _kafka: Some(server),
+                    memory: None,
+                }
+            }
+        }
+    }
+
+    /// `false` (printing why, as [`supports`](Self::supports) does) when
+    /// the scenario needs a fault the test kit cannot cause on this
+    /// transport (`cannot` names it).
+    pub fn can_fault(&self, scenario: &str, cannot: &[(Kind, &str)]) -> bool {
+        match cannot.iter().find(|(k, _)| *k == self.kind) {
+            None => true,
+            Some((_, why)) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "conformance: skipping {scenario} on {:?}: {why}",
+                    self.kind
+                );
+                false
             }
         }
     }
@@ -305,6 +346,7 @@ impl Broker {
             Kind::RabbitMq => unreachable!(
                 "not run on RabbitMQ: its DLQ is a RabbitMQ stream, which has no limit that refuses a publish"
             ),
+            Kind::Kafka => unreachable!("scenarios that fill a stream skip Kafka (can_fault)"),
             Kind::Redis => {
                 let mut conn = self.redis_connection().await;
                 let key = format!("jetflow:{{{stream}}}:messages");
@@ -349,6 +391,7 @@ impl Broker {
             Kind::RabbitMq => unreachable!(
                 "not run on RabbitMQ: a jetflow stream is no object there (its groups' queues are)"
             ),
+            Kind::Kafka => unreachable!("scenarios that delete a stream skip Kafka (can_fault)"),
             Kind::Redis => {
                 let mut conn = self.redis_connection().await;
                 let keys: Vec<String> = redis::cmd("KEYS")

@@ -265,6 +265,8 @@ async fn disconnect(b: &mut Broker, down: bool) {
             }
         }
         Kind::Memory => b.memory().set_offline(down),
-        Kind::Redis | Kind::RabbitMq => unreachable!("this transport has no notifications"),
+        Kind::Redis | Kind::RabbitMq | Kind::Kafka => {
+            unreachable!("this transport has no notifications")
+        }
     }
 }

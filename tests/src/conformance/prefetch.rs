@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jetflow::prelude::*;
 
-use super::{Broker, Job, job, settled, state, wait_stats};
+use super::{Broker, Job, Kind, job, settled, state, wait_stats};
 use crate::{Ledger, WAIT};
 
 const BUFFERED: usize = 12;
@@ -66,6 +66,15 @@ async fn slow_drain(j: Job, ctx: Context, State(l): State<Ledger>) -> Result<(),
 /// redelivery: the next app handles them at once, not after the one-hour
 /// ack wait (longer than any wait of the test).
 pub async fn stop_gives_the_buffer_back(b: Broker) {
+    if !b.can_fault(
+        "stop_gives_the_buffer_back",
+        &[(
+            Kind::Kafka,
+            "a Kafka group reports no count of records in flight in its members (num_ack_pending)",
+        )],
+    ) {
+        return;
+    }
     const N: usize = 20;
     let ledger = Ledger::default();
     let first = b

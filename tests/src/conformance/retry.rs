@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jetflow::prelude::*;
 
-use super::{Broker, Job, job, settled, wait_stats};
+use super::{Broker, Job, Kind, job, settled, wait_stats};
 use crate::{Ledger, dead_letters};
 
 // ------------------------------------------------------- nak, redelivery
@@ -229,6 +229,15 @@ async fn fails_until_dead(
 /// DLQ accepts it the record carries the handler's last error and the
 /// original is terminated.
 pub async fn dlq_refused_at_last_delivery_is_not_stranded(b: Broker) {
+    if !b.can_fault(
+        "dlq_refused_at_last_delivery_is_not_stranded",
+        &[(
+            Kind::Kafka,
+            "the test kit cannot make the DLQ topic refuse writes",
+        )],
+    ) {
+        return;
+    }
     if !b.supports(
         "dlq_refused_at_last_delivery_is_not_stranded",
         "redelivery",

@@ -1,0 +1,233 @@
+//! What is specific to the Kafka transport (the shared delivery scenarios
+//! run in `conformance.rs`): per-key order over many partitions under
+//! retries, a member joining a group mid-stream, offsets committed only up
+//! to the handled watermark, and the refusals. Every test runs on its own
+//! private tansu broker and is bounded in time.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jetflow::prelude::*;
+use jetflow_tests::{Ledger, WAIT, kafka_server};
+
+/// One step of an account; its id is the account, so the account is the
+/// partition key.
+#[event(version = "v1", id = account)]
+pub struct Move {
+    account: String,
+    n: u32,
+}
+
+const KEYS: u32 = 64;
+const MOVES: u32 = 8;
+
+#[handler(
+    group = "moves",
+    concurrency = 16,
+    ordered_by = account,
+    max_deliver = 5,
+    backoff = "50ms"
+)]
+async fn apply_move(m: Move, ctx: Context, State(l): State<Ledger>) -> Result<(), HandlerError> {
+    // every fifth move fails on its first delivery
+    if (m.n + m.account.len() as u32).is_multiple_of(5) && ctx.delivered() == 1 {
+        return Err(HandlerError::retry("fails once"));
+    }
+    l.record(&format!("{}/{}", m.account, m.n), &ctx);
+    Ok(())
+}
+
+fn account(i: u32) -> String {
+    format!("acct-{i}")
+}
+
+/// The `n`s handled per account, in handling order.
+fn per_account(ledger: &Ledger) -> HashMap<String, Vec<u32>> {
+    let mut seen: HashMap<String, Vec<u32>> = HashMap::new();
+    for e in ledger.entries() {
+        let (acc, n) = e.key.split_once('/').expect("acct/n");
+        seen.entry(acc.to_owned())
+            .or_default()
+            .push(n.parse().expect("a number"));
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_holds_over_64_keys_at_concurrency_16_under_retries() {
+    let server = kafka_server().await;
+    let ledger = Ledger::default();
+    let app = App::new("t")
+        .url(format!("{}?partitions=8", server.url()))
+        .state(ledger.clone())
+        .handler(apply_move)
+        .start()
+        .await
+        .expect("app starts");
+    let mut batch = app.bus().batch();
+    for n in 0..MOVES {
+        for i in 0..KEYS {
+            batch
+                .push(&Move {
+                    account: account(i),
+                    n,
+                })
+                .expect("encodes");
+        }
+    }
+    batch.send().await.expect("published");
+    let total = u64::from(KEYS * MOVES);
+    let stats = app
+        .wait_stats("apply_move", WAIT, |s| s.acked >= total)
+        .await
+        .expect("all handled");
+    app.stop().await.expect("stops");
+
+    assert!(stats.retried > 0, "some moves were retried: {stats:?}");
+    let seen = per_account(&ledger);
+    assert_eq!(seen.len(), KEYS as usize);
+    for (acc, ns) in seen {
+        assert_eq!(
+            ns,
+            (0..MOVES).collect::<Vec<_>>(),
+            "{acc}: each move once, in order"
+        );
+    }
+}
+
+/// A parcel keyed by `key`.
+#[event(version = "v1", id = key)]
+pub struct Parcel {
+    key: String,
+}
+
+#[handler(group = "parcels", concurrency = 4)]
+async fn take_parcel(p: Parcel, ctx: Context, State(l): State<Ledger>) -> Result<(), HandlerError> {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    l.record(&p.key, &ctx);
+    Ok(())
+}
+
+/// A second member joins the group while the first is consuming: the
+/// partitions are split between them, and every parcel is handled (some
+/// perhaps twice: at least once), none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_mid_stream_loses_nothing() {
+    const PARCELS: usize = 400;
+    let server = kafka_server().await;
+    let ledger = Ledger::default();
+    let start = |replica: &str| {
+        App::new("t")
+            .url(format!("{}?partitions=8", server.url()))
+            .state(ledger.tagged(replica))
+            .handler(take_parcel)
+            .start()
+    };
+    let first = start("first").await.expect("first member starts");
+    let publish = |range: std::ops::Range<usize>| {
+        let bus = first.bus().clone();
+        async move {
+            for i in range {
+                bus.publish(&Parcel {
+                    key: format!("p{i}"),
+                })
+                .await
+                .expect("published");
+            }
+        }
+    };
+    publish(0..PARCELS / 2).await;
+    let second = start("second").await.expect("second member starts");
+    publish(PARCELS / 2..PARCELS).await;
+    ledger
+        .wait_until(WAIT, "every parcel handled", |entries| {
+            let mut keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.len() == PARCELS
+        })
+        .await;
+    // the second member got partitions
+    ledger
+        .wait_until(WAIT, "the second member handled parcels", |entries| {
+            entries.iter().any(|e| e.replica == "second")
+        })
+        .await;
+    let state = first
+        .bus()
+        .consumer_state("PARCEL", "parcels--parcel")
+        .await
+        .expect("group state");
+    second.stop().await.expect("second stops");
+    first.stop().await.expect("first stops");
+    assert!(state.num_pending <= PARCELS as u64, "{state:?}");
+}
+
+#[handler(group = "slow")]
+async fn slow_parcel(p: Parcel, ctx: Context, State(l): State<Ledger>) -> Result<(), HandlerError> {
+    l.record(&p.key, &ctx);
+    if p.key == "hold" {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    Ok(())
+}
+
+/// An app that crashes while an early record is unfinished leaves the
+/// committed offset before it: the next member gets it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_never_pass_an_unfinished_record() {
+    let server = kafka_server().await;
+    let ledger = Ledger::default();
+    let start = || {
+        App::new("t")
+            .url(format!("{}?partitions=8", server.url()))
+            .state(ledger.clone())
+            .handler(slow_parcel)
+            .start()
+    };
+    let app = start().await.expect("app starts");
+    // keyless ids would go to partition 0; these keys may land anywhere,
+    // so wait for `hold` itself
+    app.bus()
+        .publish(&Parcel { key: "hold".into() })
+        .await
+        .expect("published");
+    ledger
+        .wait_until(WAIT, "hold is being handled", |e| {
+            e.iter().any(|e| e.key == "hold")
+        })
+        .await;
+    app.abort();
+    let again = start().await.expect("app starts again");
+    ledger
+        .wait_until(WAIT, "hold delivered again after the crash", |e| {
+            e.iter().filter(|e| e.key == "hold").count() >= 2
+        })
+        .await;
+    again.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_url_and_a_missing_broker_are_explained() {
+    let start = |url: &str| {
+        App::new("t")
+            .url(url)
+            .state(Ledger::default())
+            .handler(take_parcel)
+            .start()
+    };
+    let err = start("kafka://u:secret@127.0.0.1:1")
+        .await
+        .expect_err("credentials are refused")
+        .to_string();
+    assert!(
+        err.contains("kafka://host:port") && !err.contains("secret"),
+        "{err}"
+    );
+    let err = tokio::time::timeout(WAIT, start("kafka://127.0.0.1:1"))
+        .await
+        .expect("gives up in time")
+        .expect_err("nothing listens")
+        .to_string();
+    assert!(err.contains("no Kafka broker answered"), "{err}");
+}
