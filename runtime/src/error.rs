@@ -21,7 +21,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use jetflow::error::ConnectErrorKind;
-/// let err = jetflow::App::new("x").url("kafka://127.0.0.1:9092").start().await.unwrap_err();
+/// let err = jetflow::App::new("x").url("mqtt://127.0.0.1:1883").start().await.unwrap_err();
 /// match err {
 ///     jetflow::Error::Connect(e) => assert_eq!(e.kind(), ConnectErrorKind::UnknownScheme),
 ///     other => panic!("{other}"),

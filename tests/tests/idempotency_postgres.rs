@@ -297,13 +297,13 @@ async fn start_flaky(nats: &NatsServer, pg: &PostgresServer, chaos: &Chaos) -> A
         .expect("app starts")
 }
 
-/// The ledger oracle: 2,000 events, two replicas, failures and panics
+/// The ledger oracle: 10,000 events, two replicas, failures and panics
 /// after the insert on about 15% of calls, one replica killed (aborted)
 /// mid-stream: every published event has exactly one effect, none is
 /// lost or dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_ledger_oracle_under_failures_panics_and_a_dying_replica() {
-    const EVENTS: usize = 2_000;
+    const EVENTS: usize = 10_000;
     let nats = server().await;
     let pg = postgres().await;
     let pool = pool(&pg).await;

@@ -2,16 +2,20 @@
 //! redis-server, with the stream on a private nats-server: duplicates
 //! handled once, and the documented window — a worker that dies after
 //! the handler's effect and before the claim is marked done runs the
-//! handler again on redelivery, once the lease (`ack_wait`) ran out.
+//! handler again on redelivery, once the lease (`ack_wait`) ran out; and
+//! redis-server killed and restarted mid-stream: consumption pauses, none
+//! is dead-lettered, every event is handled once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use jetflow::AppHandle;
+use std::time::Duration;
+
 use jetflow::idempotency::RedisStore;
 use jetflow::prelude::*;
 use jetflow::testing::{NatsServer, RedisServer};
+use jetflow::{AppHandle, LoopState};
 use jetflow_tests::{Ledger, WAIT, redis_server, server};
 
 /// A payout; its business key is `key`.
@@ -145,4 +149,63 @@ async fn redis_a_worker_dying_between_effect_and_complete_runs_again() {
     for i in 0..5 {
         assert_eq!(by_key.get(&format!("done{i}")), Some(&1), "{by_key:?}");
     }
+}
+
+/// The store goes away mid-stream (redis-server killed, restarted empty a
+/// few seconds later): the handler's loop is `paused` — nothing handled,
+/// nothing dead-lettered — and resumes by itself; every event has one
+/// effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_pauses_and_every_event_is_handled_once() {
+    let nats = server().await;
+    let mut redis = redis_server().await;
+    let ledger = Ledger::default();
+    let app = start(&nats, &redis, &ledger, false).await;
+    for i in 0..50 {
+        let key = format!("o{i}");
+        app.bus().publish(&Payout { key }).await.expect("publish");
+    }
+    ledger
+        .wait_until(WAIT, "a first part handled", |_| {
+            effects(&ledger).len() >= 10
+        })
+        .await;
+
+    redis.kill().await.expect("redis killed");
+    for i in 50..100 {
+        let key = format!("o{i}");
+        app.bus().publish(&Payout { key }).await.expect("publish");
+    }
+    let status = app
+        .wait_status("payout", WAIT, |s| matches!(s, LoopState::Paused { .. }))
+        .await
+        .expect("paused while the store is away");
+    eprintln!("{}", status.state);
+    let handled_before = effects(&ledger).len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        effects(&ledger).len(),
+        handled_before,
+        "nothing handled while the store is away"
+    );
+
+    redis.restart().await.expect("redis restarted");
+    app.wait_status("payout", WAIT, LoopState::is_receiving)
+        .await
+        .expect("receiving again");
+    ledger
+        .wait_until(WAIT, "every event handled", |_| {
+            effects(&ledger).len() == 100
+        })
+        .await;
+    let stats = app.stats("payout").expect("stats");
+    let dead = jetflow::dlq::list(app.bus()).await.unwrap_or_default();
+    app.stop().await.expect("stops");
+    assert!(dead.is_empty(), "dead-lettered: {dead:?}");
+    assert_eq!(stats.dead_lettered, 0, "{stats:?}");
+    let twice: Vec<_> = effects(&ledger)
+        .into_iter()
+        .filter(|(_, n)| *n != 1)
+        .collect();
+    assert!(twice.is_empty(), "more than one effect: {twice:?}");
 }

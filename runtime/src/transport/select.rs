@@ -123,8 +123,8 @@ mod tests {
         assert_eq!(Scheme::of("TLS://host:4222").unwrap(), Scheme::Nats);
         assert_eq!(Scheme::of("127.0.0.1:4222").unwrap(), Scheme::Nats);
         assert_eq!(Scheme::of("memory://x").unwrap(), Scheme::Memory);
-        let err = Scheme::of("amqp://u:pw@h:5672").unwrap_err().to_string();
-        assert!(err.contains("unknown URL scheme `amqp://`"), "{err}");
+        let err = Scheme::of("mqtt://u:pw@h:1883").unwrap_err().to_string();
+        assert!(err.contains("unknown URL scheme `mqtt://`"), "{err}");
         assert!(!err.contains("pw"), "{err}");
         #[cfg(feature = "kafka")]
         assert_eq!(Scheme::of("kafka://h:9092").unwrap(), Scheme::Kafka);
