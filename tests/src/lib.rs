@@ -61,16 +61,16 @@ pub async fn redis_server() -> jetflow::testing::RedisServer {
 
 /// `true` (and says why on stderr) in `scripts/test`'s second pass, which
 /// runs the integration tests again with the oldest nats-server
-/// (`JETFLOW_NATS_SERVER` = `JETFLOW_NATS_SERVER_FLOOR`): the RabbitMQ
-/// tests do not use nats-server, and already ran in the first pass.
-pub fn skip_rabbitmq_on_nats_floor(test: &str) -> bool {
+/// (`JETFLOW_NATS_SERVER` = `JETFLOW_NATS_SERVER_FLOOR`), for a test that
+/// does not use nats-server: it already ran in the first pass.
+pub fn skip_on_nats_floor(test: &str) -> bool {
     use std::io::Write as _;
     let floor = std::env::var_os("JETFLOW_NATS_SERVER_FLOOR");
     let skip = floor.is_some() && floor == std::env::var_os("JETFLOW_NATS_SERVER");
     if skip {
         let _ = writeln!(
             std::io::stderr(),
-            "skipping {test}: the nats-server floor pass; RabbitMQ tests do not use nats-server"
+            "skipping {test}: the nats-server floor pass, and it does not use nats-server"
         );
     }
     skip

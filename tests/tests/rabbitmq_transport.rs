@@ -36,7 +36,7 @@ async fn start(url: &str, ledger: &Ledger) -> jetflow::AppHandle {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_no_queue_is_bound_for_is_an_error() {
-    if jetflow_tests::skip_rabbitmq_on_nats_floor("a_publish_no_queue_is_bound_for_is_an_error") {
+    if jetflow_tests::skip_on_nats_floor("a_publish_no_queue_is_bound_for_is_an_error") {
         return;
     }
     let url = rabbitmq_vhost("unroutable").await;
@@ -63,9 +63,8 @@ async fn a_publish_no_queue_is_bound_for_is_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_messages_survive_a_broker_restart_mid_stream() {
-    if jetflow_tests::skip_rabbitmq_on_nats_floor(
-        "persistent_messages_survive_a_broker_restart_mid_stream",
-    ) {
+    if jetflow_tests::skip_on_nats_floor("persistent_messages_survive_a_broker_restart_mid_stream")
+    {
         return;
     }
     const N: usize = 200;
@@ -133,7 +132,7 @@ async fn always_fails(c: Chore, ctx: Context, State(l): State<Ledger>) -> Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_from_the_dlq_stream_and_cannot_be_purged() {
-    if jetflow_tests::skip_rabbitmq_on_nats_floor(
+    if jetflow_tests::skip_on_nats_floor(
         "dead_letters_are_listed_from_the_dlq_stream_and_cannot_be_purged",
     ) {
         return;
@@ -181,9 +180,7 @@ async fn from_the_last(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_position_rabbitmq_lacks_is_refused_at_start_up() {
-    if jetflow_tests::skip_rabbitmq_on_nats_floor(
-        "a_start_position_rabbitmq_lacks_is_refused_at_start_up",
-    ) {
+    if jetflow_tests::skip_on_nats_floor("a_start_position_rabbitmq_lacks_is_refused_at_start_up") {
         return;
     }
     let url = rabbitmq_vhost("refused").await;
@@ -203,8 +200,7 @@ async fn a_start_position_rabbitmq_lacks_is_refused_at_start_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vhost_that_does_not_exist_is_a_connect_error() {
-    if jetflow_tests::skip_rabbitmq_on_nats_floor("a_vhost_that_does_not_exist_is_a_connect_error")
-    {
+    if jetflow_tests::skip_on_nats_floor("a_vhost_that_does_not_exist_is_a_connect_error") {
         return;
     }
     let url = rabbitmq_vhost("exists").await;

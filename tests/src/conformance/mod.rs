@@ -343,9 +343,9 @@ impl Broker {
                 }
                 assert!(broker.limit_stream(stream, u64::from(refuse), refuse));
             }
-            Kind::RabbitMq => unreachable!(
-                "not run on RabbitMQ: its DLQ is a RabbitMQ stream, which has no limit that refuses a publish"
-            ),
+            Kind::RabbitMq => {
+                unreachable!("scenarios that fill a stream skip RabbitMQ (can_fault)")
+            }
             Kind::Kafka => unreachable!("scenarios that fill a stream skip Kafka (can_fault)"),
             Kind::Redis => {
                 let mut conn = self.redis_connection().await;
@@ -388,9 +388,9 @@ impl Broker {
                 js.delete_stream(stream).await.expect("stream deleted");
             }
             Kind::Memory => assert!(self.memory().delete_stream(stream), "no stream {stream}"),
-            Kind::RabbitMq => unreachable!(
-                "not run on RabbitMQ: a jetflow stream is no object there (its groups' queues are)"
-            ),
+            Kind::RabbitMq => {
+                unreachable!("scenarios that delete a stream skip RabbitMQ (can_fault)")
+            }
             Kind::Kafka => unreachable!("scenarios that delete a stream skip Kafka (can_fault)"),
             Kind::Redis => {
                 let mut conn = self.redis_connection().await;
