@@ -64,13 +64,19 @@ pub async fn redis_server() -> jetflow::testing::RedisServer {
 /// (`JETFLOW_NATS_SERVER` = `JETFLOW_NATS_SERVER_FLOOR`), for a test that
 /// does not use nats-server: it already ran in the first pass.
 pub fn skip_on_nats_floor(test: &str) -> bool {
+    skip_on_nats_floor_because(test, "it does not use nats-server")
+}
+
+/// Like [`skip_on_nats_floor`], for a test that needs a newer nats-server
+/// than the floor, `why`.
+pub fn skip_on_nats_floor_because(test: &str, why: &str) -> bool {
     use std::io::Write as _;
     let floor = std::env::var_os("JETFLOW_NATS_SERVER_FLOOR");
     let skip = floor.is_some() && floor == std::env::var_os("JETFLOW_NATS_SERVER");
     if skip {
         let _ = writeln!(
             std::io::stderr(),
-            "skipping {test}: the nats-server floor pass, and it does not use nats-server"
+            "skipping {test}: the nats-server floor pass, and {why}"
         );
     }
     skip

@@ -72,6 +72,9 @@ async fn publish_copies(js: &async_nats::jetstream::Context, key: &str, copies: 
     }
 }
 
+/// Why the NATS KV tests skip the nats-server floor pass.
+const KV_NEEDS: &str = "the NATS KV store needs nats-server 2.10 or newer";
+
 async fn kv_store(server: &NatsServer) -> NatsKvStore {
     NatsKvStore::connect(&server.url()).await.expect("kv store")
 }
@@ -210,6 +213,12 @@ async fn memory_store_outage_pauses_then_resumes() {
 /// two skips each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_duplicates_outside_the_dedup_window_are_handled_once() {
+    if jetflow_tests::skip_on_nats_floor_because(
+        "nats_duplicates_outside_the_dedup_window_are_handled_once",
+        KV_NEEDS,
+    ) {
+        return;
+    }
     let server = server().await;
     let ledger = Ledger::default();
     let app = start_nats(&server, &ledger, kv_store(&server).await).await;
@@ -233,6 +242,12 @@ async fn nats_duplicates_outside_the_dedup_window_are_handled_once() {
 /// redelivery is skipped, no effect twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_redelivery_of_handled_events_is_skipped() {
+    if jetflow_tests::skip_on_nats_floor_because(
+        "nats_redelivery_of_handled_events_is_skipped",
+        KV_NEEDS,
+    ) {
+        return;
+    }
     let server = server().await;
     let ledger = Ledger::default();
     let app = start_nats(&server, &ledger, kv_store(&server).await).await;
@@ -266,6 +281,12 @@ async fn nats_redelivery_of_handled_events_is_skipped() {
 /// race on the two replicas; one effect per event id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_two_replicas_racing_handle_each_event_once() {
+    if jetflow_tests::skip_on_nats_floor_because(
+        "nats_two_replicas_racing_handle_each_event_once",
+        KV_NEEDS,
+    ) {
+        return;
+    }
     let server = server().await;
     let ledger = Ledger::default();
     let a = start_nats(&server, &ledger.tagged("a"), kv_store(&server).await).await;
@@ -300,6 +321,12 @@ async fn nats_two_replicas_racing_handle_each_event_once() {
 /// store is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_kv_outage_pauses_and_every_event_is_handled_once() {
+    if jetflow_tests::skip_on_nats_floor_because(
+        "nats_kv_outage_pauses_and_every_event_is_handled_once",
+        KV_NEEDS,
+    ) {
+        return;
+    }
     let broker = server().await;
     let mut kv = server().await;
     let ledger = Ledger::default();

@@ -123,6 +123,17 @@ impl NatsKvStore {
     async fn store(&self) -> Result<&kv::Store, StoreError> {
         self.bucket
             .get_or_try_init(|| async {
+                let version = self.js.client().server_info().version;
+                if crate::transport::nats::older_than_2_10(&version) {
+                    return Err(StoreError::unavailable(
+                        STORE,
+                        format!(
+                            "the NATS KV store needs nats-server 2.10 or newer, and this one is \
+                             {version} (its replies to the KV requests of async-nats cannot be \
+                             read): upgrade the server, or use the Redis or Postgres store"
+                        ),
+                    ));
+                }
                 match self.js.get_key_value(&self.bucket_name).await {
                     Ok(store) => Ok(store),
                     Err(get) => {
@@ -137,7 +148,7 @@ impl NatsKvStore {
                         self.js.create_key_value(config).await.map_err(|e| {
                             unavailable(
                                 format!(
-                                    "cannot open or create bucket `{}` ({get})",
+                                    "cannot open bucket `{}` ({get}) nor create it ({e})",
                                     self.bucket_name
                                 ),
                                 e,

@@ -152,8 +152,9 @@ impl NatsTransport {
 }
 
 /// `2.9.10` -> true, `2.15.1` -> false: servers that keep a closed inbox's
-/// waiting pull request until they next deliver to it.
-fn older_than_2_10(version: &str) -> bool {
+/// waiting pull request until they next deliver to it, and whose KV
+/// replies async-nats cannot read.
+pub(crate) fn older_than_2_10(version: &str) -> bool {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) < (2, 10)
 }
