@@ -316,24 +316,25 @@ impl RabbitMqAcker {
     async fn send(&self, settle: Settle) -> Result<(), SettleError> {
         let acker = &self.inner.acker;
         match settle {
-            Settle::Ack => acker
-                .ack(BasicAckOptions::default())
+            // bounded like every broker call: on a connection that died
+            // under it, a settle must fail, not hold the handler's slot
+            Settle::Ack => super::timeout(acker.ack(BasicAckOptions::default()))
                 .await
                 .map(drop)
                 .map_err(|e| SettleError::new("ack", e)),
-            Settle::Retry(delay) if delay.is_zero() => acker
-                .nack(BasicNackOptions {
+            Settle::Retry(delay) if delay.is_zero() => {
+                super::timeout(acker.nack(BasicNackOptions {
                     requeue: true,
                     multiple: false,
-                })
+                }))
                 .await
                 .map(drop)
-                .map_err(|e| SettleError::new("nack", e)),
+                .map_err(|e| SettleError::new("nack", e))
+            }
             Settle::Retry(delay) => self.retry_later(delay).await,
             // no ack deadline to extend: the message stays with this channel
             Settle::Progress => Ok(()),
-            Settle::Reject => acker
-                .reject(BasicRejectOptions { requeue: false })
+            Settle::Reject => super::timeout(acker.reject(BasicRejectOptions { requeue: false }))
                 .await
                 .map(drop)
                 .map_err(|e| SettleError::new("reject", e)),
