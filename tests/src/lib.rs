@@ -38,25 +38,38 @@ pub fn log_to_stderr(default_filter: &str) {
         .init();
 }
 
+/// Awaits a test server's start, bounded by `limit`: a server that does not
+/// start (or is not there) fails the test with `what` and the reason.
+pub async fn started<S, E: std::fmt::Display>(
+    what: &str,
+    limit: Duration,
+    start: impl std::future::Future<Output = Result<S, E>>,
+) -> S {
+    match tokio::time::timeout(limit, start).await {
+        Ok(Ok(server)) => server,
+        Ok(Err(e)) => panic!("{what} failed to start: {e}"),
+        Err(_) => panic!("{what} did not start within {limit:?}"),
+    }
+}
+
 /// A private nats-server for one test.
 pub async fn server() -> NatsServer {
     init_tracing();
-    tokio::time::timeout(Duration::from_secs(30), NatsServer::start())
-        .await
-        .expect("nats-server did not start within 30s")
-        .expect("nats-server failed to start")
+    started("nats-server", Duration::from_secs(30), NatsServer::start()).await
+}
+
+/// A private PostgreSQL for one test.
+pub async fn postgres_server() -> jetflow::testing::PostgresServer {
+    init_tracing();
+    let start = jetflow::testing::PostgresServer::start();
+    started("postgres", Duration::from_secs(60), start).await
 }
 
 /// A private redis-server for one test.
 pub async fn redis_server() -> jetflow::testing::RedisServer {
     init_tracing();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        jetflow::testing::RedisServer::start(),
-    )
-    .await
-    .expect("redis-server did not start within 30s")
-    .expect("redis-server failed to start")
+    let start = jetflow::testing::RedisServer::start();
+    started("redis-server", Duration::from_secs(30), start).await
 }
 
 /// `true` (and says why on stderr) in `scripts/test`'s second pass, which
@@ -95,13 +108,8 @@ pub async fn rabbitmq_vhost(test: &str) -> String {
     init_tracing();
     let node = NODE
         .get_or_init(|| async {
-            tokio::time::timeout(
-                Duration::from_secs(120),
-                jetflow::testing::RabbitMqServer::start(),
-            )
-            .await
-            .expect("rabbitmq-server did not start within 120s")
-            .expect("rabbitmq-server failed to start")
+            let start = jetflow::testing::RabbitMqServer::start();
+            started("rabbitmq-server", Duration::from_secs(120), start).await
         })
         .await;
     let vhost = format!("{test}-{}", N.fetch_add(1, Ordering::Relaxed));
@@ -114,25 +122,15 @@ pub async fn rabbitmq_vhost(test: &str) -> String {
 /// A private RabbitMQ node for one test that kills or restarts it.
 pub async fn rabbitmq_server() -> jetflow::testing::RabbitMqServer {
     init_tracing();
-    tokio::time::timeout(
-        Duration::from_secs(120),
-        jetflow::testing::RabbitMqServer::start(),
-    )
-    .await
-    .expect("rabbitmq-server did not start within 120s")
-    .expect("rabbitmq-server failed to start")
+    let start = jetflow::testing::RabbitMqServer::start();
+    started("rabbitmq-server", Duration::from_secs(120), start).await
 }
 
 /// A private Kafka broker (tansu) for one test.
 pub async fn kafka_server() -> jetflow::testing::KafkaServer {
     init_tracing();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        jetflow::testing::KafkaServer::start(),
-    )
-    .await
-    .expect("tansu did not start within 30s")
-    .expect("tansu failed to start")
+    let start = jetflow::testing::KafkaServer::start();
+    started("tansu", Duration::from_secs(30), start).await
 }
 
 /// Starts an app named `t` on `server` with `ledger` as its state and

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use jetflow::idempotency::{PostgresStore, Tx};
 use jetflow::prelude::*;
@@ -68,10 +67,7 @@ async fn deposit(d: Deposit, mut tx: Tx, State(faults): State<Faults>) -> Result
 }
 
 async fn postgres() -> PostgresServer {
-    tokio::time::timeout(Duration::from_secs(60), PostgresServer::start())
-        .await
-        .expect("postgres did not start within 60s")
-        .expect("postgres starts")
+    jetflow_tests::postgres_server().await
 }
 
 async fn pool(pg: &PostgresServer) -> PgPool {

@@ -35,10 +35,7 @@ pub struct OrderShipped {
 }
 
 async fn postgres() -> PostgresServer {
-    tokio::time::timeout(Duration::from_secs(60), PostgresServer::start())
-        .await
-        .expect("postgres did not start within 60s")
-        .expect("postgres starts")
+    jetflow_tests::postgres_server().await
 }
 
 /// The `ORDER` stream, with `window` as its dedup window.

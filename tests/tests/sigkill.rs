@@ -6,11 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use std::time::Duration;
-
 use jetflow::App;
 use jetflow::idempotency::{PostgresStore, RedisStore};
-use jetflow::testing::PostgresServer;
 use jetflow_tests::service::{
     Chores, LEDGER_POSTGRES_URL, LEDGER_REDIS_URL, Service, Step, brief_chore, ledger_chore,
     provision_and_fill, provision_and_fill_on, redis_chore,
@@ -96,10 +93,7 @@ async fn sigkill_mid_handler_the_other_replica_gets_its_messages_after_ack_wait(
 #[tokio::test]
 async fn sigkill_with_the_postgres_store_leaves_one_effect_per_event() {
     let server = server().await;
-    let pg = tokio::time::timeout(Duration::from_secs(60), PostgresServer::start())
-        .await
-        .expect("postgres did not start within 60s")
-        .expect("postgres starts");
+    let pg = jetflow_tests::postgres_server().await;
     let pool = sqlx::PgPool::connect(&pg.url()).await.expect("connect");
     sqlx::query("CREATE TABLE effects (key text NOT NULL)")
         .execute(&pool)
