@@ -61,15 +61,11 @@ async fn a_publish_no_queue_is_bound_for_is_an_error() {
     assert_eq!(ledger.of("after").len(), 1);
 }
 
-// Quarantined until a CI run confirms the fix: it failed in 3 of 4 runs
-// (2026-12-06) — after the restart the consumer reported `receiving` and
-// handled nothing more, because the settle of the message that was running
-// when the connection died hung on the dead channel and held the handler's
-// only slot. Every settle is bounded now (RESPONSE_TIMEOUT); with that it
-// passed 4 of 4 runs. Run it with
-// `cargo test -p jetflow-tests --all-features --test rabbitmq_transport -- --ignored`.
+// After the restart the consumer must handle the rest. This once failed
+// (the settle of the message that was running when the connection died
+// hung on the dead channel and held the handler's only slot); every settle
+// is bounded by the response timeout now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "quarantined until CI confirms the fix of recovery after a broker restart (see the comment above); run with --ignored"]
 async fn persistent_messages_survive_a_broker_restart_mid_stream() {
     if jetflow_tests::skip_on_nats_floor("persistent_messages_survive_a_broker_restart_mid_stream")
     {
