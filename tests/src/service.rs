@@ -1,5 +1,5 @@
 //! A jetflow service as a child process (`src/bin/chore-service.rs`,
-//! `App::run` on `NATS_URL`), so that tests send it real signals: SIGTERM
+//! `App::run` on `JETFLOW_URL`), so that tests send it real signals: SIGTERM
 //! for a graceful stop, SIGKILL for a crash mid-handler. Its handlers
 //! print one line per step on stdout, which [`Service`] collects.
 
@@ -200,7 +200,9 @@ impl Service {
     ) -> Service {
         let mut command = Command::new(binary);
         command
-            .env("NATS_URL", url)
+            // JETFLOW_URL wins over NATS_URL in `App::from_env`: the child
+            // runs on the test's server whatever the environment says
+            .env("JETFLOW_URL", url)
             .env("JETFLOW_TEST_HANDLER", chores.env())
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

@@ -1,10 +1,11 @@
 //! A jetflow service for the child-process tests: `App::run` on
-//! `NATS_URL` with the handler `JETFLOW_TEST_HANDLER` names (`slow`, the
-//! default, `brief`, or `ledger` / `redis-ledger` with their store at
-//! `JETFLOW_TEST_POSTGRES_URL` / `JETFLOW_TEST_REDIS_URL`; see `jetflow_tests::service`). It runs until
-//! SIGINT or SIGTERM, or is killed. Logs and traces are set up by
-//! `jetflow::telemetry::init()`, as the README's quick start does; an
-//! error is printed (its `Display`) and exits 1.
+//! `JETFLOW_URL` (any transport) with the handler `JETFLOW_TEST_HANDLER`
+//! names (`slow`, the default, `brief`, or `ledger` / `redis-ledger` with
+//! their store at `JETFLOW_TEST_POSTGRES_URL` / `JETFLOW_TEST_REDIS_URL`;
+//! see `jetflow_tests::service`). It runs until SIGINT or SIGTERM, or is
+//! killed. Logs and traces are set up by `jetflow::telemetry::init()`, as
+//! the README's quick start does; an error is printed (its `Display`) and
+//! exits 1.
 
 use jetflow_tests::service::{
     LEDGER_POSTGRES_URL, LEDGER_REDIS_URL, brief_chore, ledger_chore, redis_chore, slow_chore,
