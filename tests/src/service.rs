@@ -40,11 +40,31 @@ pub async fn slow_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
 /// held comes back to another one quickly.
 #[handler(group = "sigkill", concurrency = 4, ack_wait = "2s")]
 pub async fn brief_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
+    brief(&c, &ctx).await;
+    Ok(())
+}
+
+/// [`brief_chore`] with `prefetch = 0`: it receives no more than its 4
+/// slots run, so replicas share the work as it comes (on Kafka, a member
+/// holds no records of partitions a rebalance took from it beyond those
+/// running).
+#[handler(
+    group = "sigkill-unbuffered",
+    concurrency = 4,
+    prefetch = 0,
+    ack_wait = "2s"
+)]
+pub async fn unbuffered_chore(c: Chore, ctx: Context) -> Result<(), HandlerError> {
+    brief(&c, &ctx).await;
+    Ok(())
+}
+
+/// The steps of [`brief_chore`] and [`unbuffered_chore`].
+async fn brief(c: &Chore, ctx: &Context) {
     let line = format!("{} {} {}", c.key, ctx.stream_sequence(), ctx.delivered());
     println!("started {line}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     println!("handled {line}");
-    Ok(())
 }
 
 /// Prints `started ...`, writes its effect (a row in `effects`) in the
@@ -132,6 +152,8 @@ pub enum Chores {
     Slow,
     /// [`brief_chore`], group `sigkill`.
     Brief,
+    /// [`unbuffered_chore`], group `sigkill-unbuffered`.
+    Unbuffered,
     /// [`ledger_chore`], group `ledger`, on the Postgres store at
     /// [`LEDGER_POSTGRES_URL`].
     Ledger,
@@ -146,6 +168,7 @@ impl Chores {
         match self {
             Chores::Slow => "slow",
             Chores::Brief => "brief",
+            Chores::Unbuffered => "unbuffered",
             Chores::Ledger => "ledger",
             Chores::RedisLedger => "redis-ledger",
         }
@@ -277,7 +300,7 @@ impl Service {
         self.printed.lock().expect("lock").handled.clone()
     }
 
-    /// Deliveries it started handling ([`brief_chore`] only).
+    /// Deliveries it started handling (the handlers that print `started`).
     pub fn started(&self) -> Vec<Step> {
         self.printed.lock().expect("lock").started.clone()
     }
@@ -306,13 +329,15 @@ impl Service {
     /// Sends SIGTERM, waits (bounded) for a clean exit and for its stderr
     /// to close; returns its logs.
     pub async fn terminate_logged(self) -> String {
+        self.terminate_with_logs().await.1
+    }
+
+    /// Sends SIGTERM, waits (bounded) for a clean exit and for its stderr
+    /// to close; returns what it handled and its logs.
+    pub async fn terminate_with_logs(self) -> (Vec<Step>, String) {
         let logs = self.logs.clone();
-        self.terminate().await;
-        eventually(WAIT, "stderr closed", || async {
-            (Arc::strong_count(&logs) == 1).then_some(())
-        })
-        .await;
-        logs.lock().expect("lock").clone()
+        let handled = self.terminate().await;
+        (handled, Service::closed(logs).await)
     }
 
     /// Sends SIGKILL (a crash: nothing is settled) and waits for the exit;
@@ -325,6 +350,23 @@ impl Service {
             .expect("wait for the service");
         self.drained().await;
         (self.started(), self.handled())
+    }
+
+    /// [`Service::kill`], then waits (bounded) for its stderr to close;
+    /// returns what it started, what it handled and its logs.
+    pub async fn kill_with_logs(self) -> (Vec<Step>, Vec<Step>, String) {
+        let logs = self.logs.clone();
+        let (started, handled) = self.kill().await;
+        (started, handled, Service::closed(logs).await)
+    }
+
+    /// The logs once the reader task has seen stderr close.
+    async fn closed(logs: Arc<Mutex<String>>) -> String {
+        eventually(WAIT, "stderr closed", || async {
+            (Arc::strong_count(&logs) == 1).then_some(())
+        })
+        .await;
+        logs.lock().expect("lock").clone()
     }
 
     async fn signal(&self, name: &str) {

@@ -2,7 +2,9 @@
 //! mid-handler: nothing it held is settled, so after the ack wait (2 s)
 //! every message it had started or buffered comes back to the other
 //! replica; nothing is lost, and a message is handled twice only as a
-//! redelivery (its ack died with the process).
+//! redelivery (its ack died with the process). On Kafka the dead member's
+//! partitions go to the other once the group's session timeout drops it,
+//! from the committed offsets, which never pass an unfinished record.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +12,7 @@ use jetflow::App;
 use jetflow::idempotency::{PostgresStore, RedisStore};
 use jetflow_tests::service::{
     Chores, LEDGER_POSTGRES_URL, LEDGER_REDIS_URL, Service, Step, brief_chore, ledger_chore,
-    provision_and_fill, provision_and_fill_on, redis_chore,
+    provision_and_fill, provision_and_fill_on, redis_chore, unbuffered_chore,
 };
 use jetflow_tests::{WAIT, eventually, server};
 
@@ -219,5 +221,152 @@ async fn sigkill_with_the_redis_store_repeats_only_the_events_in_the_window() {
         finished.len(),
         cut_off.len(),
         effects.values().sum::<usize>()
+    );
+}
+
+/// Events of the Kafka kill: enough that the doomed member still has
+/// records of its own partitions left when the survivor has joined and
+/// handled its first four.
+const KAFKA_N: u64 = 300;
+/// Partitions of the Kafka topic: both members own some when the kill comes.
+const KAFKA_PARTITIONS: u32 = 4;
+
+/// How many times a child's log (`jetflow::transport::kafka` at debug)
+/// says the group assigned it partitions.
+fn kafka_assignments(logs: &str) -> usize {
+    logs.lines()
+        .filter(|l| l.contains("kafka partitions assigned"))
+        .count()
+}
+
+/// The kill on Kafka (a private tansu broker, a topic of 4 partitions).
+/// The survivor joins the group and handles its first records, so both
+/// members own partitions; then the doomed one is SIGKILLed mid-handler.
+/// Its partitions go to the survivor once the group's session timeout
+/// (10 s) drops it, and are read from the committed offsets: every record
+/// it had started and not finished comes again, so no offset was committed
+/// past an unfinished record. Nothing is lost.
+///
+/// The handler has `prefetch = 0`: with a buffer, the doomed member would
+/// spend the time after the join on the buffered records of its first
+/// assignment, whose commits the rebalance voids (the survivor handles
+/// them again), and the kill would cut off only such records; without
+/// one, it commits its own partitions' records as it finishes them, so the
+/// kill tests the watermark.
+///
+/// The delivery count lives in the member (a record fetched again after a
+/// reassignment counts from 1), so a record one replica handles twice must
+/// be explained: a retry (a higher count; this handler never fails) or a
+/// reassignment (its log shows the group assigned it partitions more than
+/// once).
+#[tokio::test]
+async fn sigkill_on_kafka_commits_no_offset_past_an_unfinished_record() {
+    if jetflow_tests::skip_on_nats_floor(
+        "sigkill_on_kafka_commits_no_offset_past_an_unfinished_record",
+    ) {
+        return;
+    }
+    let server = jetflow_tests::kafka_server().await;
+    let url = format!("{}?partitions={KAFKA_PARTITIONS}", server.url());
+    provision_and_fill(&url, unbuffered_chore, KAFKA_N).await;
+
+    let env = [("RUST_LOG", "jetflow::transport::kafka=debug,info")];
+    let doomed = Service::spawn_with(CHILD, &url, Chores::Unbuffered, &env);
+    doomed.wait_handled(4).await;
+    let survivor = Service::spawn_with(CHILD, &url, Chores::Unbuffered, &env);
+    // a handler's time after the survivor's first: what the doomed held of
+    // partitions the join took from it is finished by then
+    survivor.wait_handled(4).await;
+    let (started, handled_before, doomed_logs) = doomed.kill_with_logs().await;
+    let killed_at = std::time::Instant::now();
+    let finished: BTreeSet<&str> = handled_before.iter().map(|s| s.key.as_str()).collect();
+    let cut_off: BTreeSet<&str> = started
+        .iter()
+        .map(|s| s.key.as_str())
+        .filter(|k| !finished.contains(k))
+        .collect();
+    assert!(
+        (finished.len() as u64) < KAFKA_N,
+        "the kill came mid-run ({} handled)",
+        finished.len()
+    );
+    assert!(
+        !cut_off.is_empty(),
+        "the kill came mid-handler: {started:?}"
+    );
+
+    // until every event was handled by one replica or the other, at most
+    // WAIT; what is missing then is told by the assertions below
+    let everything = || {
+        handled_before
+            .iter()
+            .chain(&survivor.handled())
+            .map(|s| s.key.clone())
+            .collect::<BTreeSet<String>>()
+            .len() as u64
+            == KAFKA_N
+    };
+    while !everything() && killed_at.elapsed() < WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let recovered_in = killed_at.elapsed();
+    let (handled_after, survivor_logs) = survivor.terminate_with_logs().await;
+
+    let again: BTreeSet<&str> = handled_after.iter().map(|s| s.key.as_str()).collect();
+    let not_again: Vec<&&str> = cut_off.iter().filter(|k| !again.contains(*k)).collect();
+    assert!(
+        not_again.is_empty(),
+        "cut off by the kill and not handled again within {WAIT:?} (an offset was committed past them): {not_again:?}"
+    );
+    let all: BTreeSet<&str> = handled_before
+        .iter()
+        .chain(&handled_after)
+        .map(|s| s.key.as_str())
+        .collect();
+    let lost: Vec<String> = (0..KAFKA_N)
+        .map(|i| format!("chore-{i}"))
+        .filter(|k| !all.contains(k.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "nothing lost, yet within {WAIT:?} these were not handled: {lost:?}"
+    );
+
+    let mut repeats = [0; 2];
+    let replicas = [
+        ("doomed", &handled_before, &doomed_logs),
+        ("survivor", &handled_after, &survivor_logs),
+    ];
+    for (i, (name, handled, logs)) in replicas.into_iter().enumerate() {
+        let mut by_key: BTreeMap<&str, Vec<&Step>> = BTreeMap::new();
+        for s in handled {
+            by_key.entry(s.key.as_str()).or_default().push(s);
+        }
+        let assigned = kafka_assignments(logs);
+        assert!(assigned >= 1, "the {name} logged its assignment:\n{logs}");
+        for (key, steps) in by_key.into_iter().filter(|(_, s)| s.len() > 1) {
+            repeats[i] += steps.len() - 1;
+            let mut deliveries: Vec<u64> = steps.iter().map(|s| s.delivered).collect();
+            deliveries.sort_unstable();
+            deliveries.dedup();
+            // a retry counts up; a record fetched again after a
+            // reassignment starts from 1 again
+            assert!(
+                deliveries.len() == steps.len() || assigned > 1,
+                "the {name} handled {key} twice on the same delivery without a reassignment: {steps:?}"
+            );
+        }
+    }
+    eprintln!(
+        "sigkill on kafka: {} of {KAFKA_N} handled before the kill, {} cut off mid-handler (each handled again by the survivor), {} handled by the survivor ({} of them finished by the doomed too), all handled {:.1} s after the kill; repeats on one replica: doomed {}, survivor {}; assignments: doomed {}, survivor {}",
+        finished.len(),
+        cut_off.len(),
+        handled_after.len(),
+        again.intersection(&finished).count(),
+        recovered_in.as_secs_f64(),
+        repeats[0],
+        repeats[1],
+        kafka_assignments(&doomed_logs),
+        kafka_assignments(&survivor_logs),
     );
 }
