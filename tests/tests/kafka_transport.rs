@@ -163,6 +163,77 @@ async fn a_member_joining_mid_stream_loses_nothing() {
     assert!(state.num_pending <= PARCELS as u64, "{state:?}");
 }
 
+#[handler(group = "buffered", concurrency = 2)]
+async fn buffered_parcel(
+    p: Parcel,
+    ctx: Context,
+    State(l): State<Ledger>,
+) -> Result<(), HandlerError> {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    l.record(&p.key, &ctx);
+    Ok(())
+}
+
+/// A rebalance takes partitions, and what the member had fetched of them
+/// into its prefetch buffer, away from a member: the member drops those
+/// buffered records instead of handling them (their commits would be void
+/// and the new owner handles them). Only the records running at the
+/// rebalance can be handled twice — at most the handler's concurrency per
+/// member and rebalance — where handling the buffer would repeat dozens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_takes_back_what_a_member_buffered() {
+    const PARCELS: usize = 160;
+    let server = kafka_server().await;
+    let ledger = Ledger::default();
+    let start = |replica: &str| {
+        App::new("t")
+            .url(format!("{}?partitions=4", server.url()))
+            .state(ledger.tagged(replica))
+            .handler(buffered_parcel)
+            .start()
+    };
+    let first = start("first").await.expect("first member starts");
+    let mut batch = first.bus().batch();
+    for i in 0..PARCELS {
+        batch
+            .push(&Parcel {
+                key: format!("p{i}"),
+            })
+            .expect("encodes");
+    }
+    batch.send().await.expect("published");
+    // the first member fetched them all into its buffer (prefetch 256)
+    // and handles two at a time: 8 s of work alone
+    ledger
+        .wait_until(WAIT, "the first member is handling", |e| e.len() >= 4)
+        .await;
+    let second = start("second").await.expect("second member starts");
+    ledger
+        .wait_until(WAIT, "every parcel handled", |entries| {
+            let mut keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.len() == PARCELS
+        })
+        .await;
+    second.stop().await.expect("second stops");
+    first.stop().await.expect("first stops");
+
+    let entries = ledger.entries();
+    let by_second = entries.iter().filter(|e| e.replica == "second").count();
+    let repeated = entries.len() - PARCELS;
+    eprintln!(
+        "rebalance: {} handlings of {PARCELS} parcels ({by_second} by the member that joined), {repeated} repeated",
+        entries.len()
+    );
+    assert!(by_second > 0, "the joining member got partitions");
+    // two members, concurrency 2, and room for a second rebalance round
+    assert!(
+        repeated <= 8,
+        "{repeated} parcels handled twice: a member handled records it had buffered from partitions the rebalance took"
+    );
+}
+
 #[handler(group = "slow")]
 async fn slow_parcel(p: Parcel, ctx: Context, State(l): State<Ledger>) -> Result<(), HandlerError> {
     l.record(&p.key, &ctx);

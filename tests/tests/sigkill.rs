@@ -247,12 +247,11 @@ fn kafka_assignments(logs: &str) -> usize {
 /// it had started and not finished comes again, so no offset was committed
 /// past an unfinished record. Nothing is lost.
 ///
-/// The handler has `prefetch = 0`: with a buffer, the doomed member would
-/// spend the time after the join on the buffered records of its first
-/// assignment, whose commits the rebalance voids (the survivor handles
-/// them again), and the kill would cut off only such records; without
-/// one, it commits its own partitions' records as it finishes them, so the
-/// kill tests the watermark.
+/// The handler has `prefetch = 0`: the doomed member then holds only
+/// the records it runs, commits each partition's records as it finishes
+/// them, and the kill cuts off running records, so it tests the
+/// watermark (with a buffer of 256 it would work through most of the 300
+/// before the survivor's join settles).
 ///
 /// The delivery count lives in the member (a record fetched again after a
 /// reassignment counts from 1), so a record one replica handles twice must

@@ -205,7 +205,20 @@ impl<'a, T: Transport> Flow<'a, T> {
         }
     }
 
-    fn start(&mut self, m: Message<T::Acker>, key: Option<String>) {
+    fn start(&mut self, mut m: Message<T::Acker>, key: Option<String>) {
+        // A delivery the broker gave to another consumer while it waited
+        // here (a Kafka partition revoked): its new owner handles it.
+        while !m.acker.is_current() {
+            tracing::debug!(
+                handler = self.binding.handler,
+                subject = %m.subject,
+                seq = m.info.stream_sequence,
+                "dropped a buffered delivery the broker has given to another consumer"
+            );
+            let next = key.as_deref().and_then(|k| self.lanes.finished(k));
+            let Some(next) = next else { return };
+            m = next;
+        }
         let shared = self.shared.clone();
         self.in_flight.push(Box::pin(async move {
             let started = Instant::now();

@@ -176,6 +176,16 @@ pub enum Settle {
 pub trait Acker: Clone + Send + Sync + 'static {
     /// Sends `settle` for this delivery.
     fn settle(&self, settle: Settle) -> impl Future<Output = Result<(), SettleError>> + Send;
+
+    /// `false` once the broker has given this delivery to another consumer
+    /// while it waited in the runtime's prefetch buffer (a Kafka partition
+    /// revoked by a rebalance): settling it would do nothing and its new
+    /// owner handles it, so the runtime drops it instead of calling the
+    /// handler. By default `true` (a broker whose deliveries stay this
+    /// consumer's until settled or expired).
+    fn is_current(&self) -> bool {
+        true
+    }
 }
 
 /// What a [`Subscription`](super::Subscription) yields.

@@ -129,6 +129,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// Is `partition` still this member's, in assignment `generation`?
+    fn owns(&self, partition: i32, generation: u64) -> bool {
+        lock(&self.tracker)
+            .partitions
+            .get(&partition)
+            .is_some_and(|p| p.generation == generation)
+    }
+
     /// `offset` of `partition` (of assignment `generation`) is settled:
     /// commits the new watermark, if it moved.
     fn settled(&self, partition: i32, offset: i64, generation: u64) -> Result<(), SettleError> {
@@ -307,14 +315,6 @@ impl KafkaSubscription {
         let payload = acker.copy.payload.clone();
         Some(Message::new(subject, headers, payload, info, acker))
     }
-
-    /// Is the retry's partition still this member's, in that assignment?
-    fn still_ours(&self, acker: &KafkaAcker) -> bool {
-        lock(&self.shared.tracker)
-            .partitions
-            .get(&acker.partition)
-            .is_some_and(|p| p.generation == acker.generation)
-    }
 }
 
 impl Subscription for KafkaSubscription {
@@ -335,7 +335,7 @@ impl Subscription for KafkaSubscription {
             tokio::select! {
                 biased;
                 Some(again) = self.again_rx.recv() => {
-                    if self.still_ours(&again.message.acker) {
+                    if again.message.acker.is_current() {
                         self.credits -= 1;
                         return Inbound::Message(again.message);
                     }
@@ -464,6 +464,12 @@ impl KafkaAcker {
 }
 
 impl Acker for KafkaAcker {
+    fn is_current(&self) -> bool {
+        self.shared
+            .upgrade()
+            .is_some_and(|s| s.owns(self.partition, self.generation))
+    }
+
     async fn settle(&self, settle: Settle) -> Result<(), SettleError> {
         match settle {
             Settle::Ack | Settle::Reject => match self.shared.upgrade() {
