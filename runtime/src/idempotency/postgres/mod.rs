@@ -43,8 +43,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// calling the handler (the server logs that error; it happens once per
 /// duplicate delivery). A replica racing on the same event id waits on the
 /// unique key until the first transaction ends, then inserts (the first
-/// rolled back) or skips (it committed). A worker killed mid-handler leaves nothing: its transaction
-/// dies with its connection.
+/// rolled back) or skips (it committed). A worker killed mid-handler
+/// leaves nothing: its transaction dies with its connection.
 ///
 /// The remaining window is the ack: a commit whose ack is lost is
 /// redelivered and skipped. A commit whose outcome is unknown (the
@@ -89,7 +89,9 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// A store at `url` (`postgres://user[:password]@host[:port]/db`);
     /// connects on first use and migrates then. At most 32 connections:
-    /// one per handler call under way.
+    /// one per handler call under way, so idempotent handlers whose
+    /// concurrencies add up to more wait for a connection: give those a
+    /// pool of that size with [`with_pool`](PostgresStore::with_pool).
     pub fn new(url: &str) -> Result<PostgresStore, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(32)
