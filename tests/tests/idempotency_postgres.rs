@@ -412,3 +412,56 @@ async fn postgres_store_claims_skips_and_races() {
         }
     }
 }
+
+/// A claim dropped while it waits (an app aborted mid-claim) leaves no
+/// transaction behind on its connection: the next claim of the key on
+/// the same one-connection pool claims it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_claim_dropped_midway_leaves_its_connection_clean() {
+    use jetflow::idempotency::{Claim, IdempotencyStore, Key};
+    use std::time::Duration;
+
+    let pg = postgres().await;
+    let pool = pool(&pg).await;
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg.url())
+        .await
+        .expect("connect");
+    let (holder, store) = (
+        PostgresStore::with_pool(pool.clone()),
+        PostgresStore::with_pool(one),
+    );
+    let (key, lease) = (Key::new("bank", "dropped"), Duration::from_secs(30));
+    let Claim::Claimed(first) = holder.claim(&key, lease).await.expect("claim") else {
+        panic!("a new key is claimed");
+    };
+    let waiting = tokio::spawn({
+        let (store, key) = (store.clone(), key.clone());
+        async move { store.claim(&key, lease).await }
+    });
+    jetflow_tests::eventually(WAIT, "the second claim waits on a lock", || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE 'INSERT INTO jetflow_inbox%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("pg_stat_activity");
+        (n == 1).then_some(())
+    })
+    .await;
+    waiting.abort(); // the claim future is dropped while its INSERT waits
+    let _ = waiting.await;
+    holder.release(&key, &first).await.expect("release");
+    let Claim::Claimed(token) = store.claim(&key, lease).await.expect("claim") else {
+        panic!("the key is free again: claimed");
+    };
+    store.complete(&key, &token).await.expect("complete");
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jetflow_inbox WHERE event_id = 'dropped'")
+            .fetch_one(&pool)
+            .await
+            .expect("claims");
+    assert_eq!(n, 1);
+}

@@ -204,7 +204,14 @@ impl IdempotencyStore for PostgresStore {
         let ready = self.ready();
         Box::pin(async move {
             ready.await?;
-            claim(pool, group, event_id).await
+            // in a task of its own: a caller dropped while the claim is
+            // under way (an app aborted) must not leave its connection in
+            // the pool inside a transaction that holds the claim row (sqlx
+            // rolls back only a `begin` that has returned); the task runs
+            // to the end and drops what it got, which rolls back
+            tokio::spawn(claim(pool, group, event_id))
+                .await
+                .map_err(|e| StoreError::unavailable(STORE, format!("the claim task ended: {e}")))?
         })
     }
 
