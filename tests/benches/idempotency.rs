@@ -1,7 +1,7 @@
 //! What jetflow's idempotency costs: a handler that inserts one row, as a
-//! Postgres-idempotent handler (the claim `INSERT` in the handler's
-//! transaction) and by hand (its own `BEGIN; INSERT; COMMIT`), at
-//! concurrency 1 and 64; and the Redis claim (`SET NX PX` + the done mark)
+//! Postgres-idempotent handler (the claim `INSERT` sent with the `BEGIN`
+//! of the handler's transaction) and by hand (its own `BEGIN; INSERT;
+//! COMMIT`), at concurrency 1 and 64; and the Redis claim (`SET NX PX` + the done mark)
 //! around a handler that does nothing, against the same handler without
 //! idempotency. Private nats-server, PostgreSQL and redis-server.
 //!

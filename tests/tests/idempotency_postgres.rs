@@ -333,3 +333,135 @@ async fn postgres_ledger_oracle_under_failures_panics_and_a_dying_replica() {
     assert_once(&effects, EVENTS);
     eprintln!("replica b: {stats:?}");
 }
+
+/// The claim at the store, one round trip (`INSERT ...; BEGIN`): a key
+/// done before is `AlreadyDone` and leaves its connection clean for the
+/// next claim (a pool of one connection); a claim racing an open one
+/// waits on the unique key, then claims (the first released) or skips
+/// (it committed); an id of quotes, backslashes and SQL is stored as is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_claims_skips_and_races() {
+    use jetflow::idempotency::{Claim, IdempotencyStore, Key};
+    use std::time::Duration;
+
+    let pg = postgres().await;
+    let pool = pool(&pg).await;
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg.url())
+        .await
+        .expect("connect");
+    let store = PostgresStore::with_pool(one);
+    let lease = Duration::from_secs(30);
+    let odd = r"it's a \'; DROP TABLE effects; -- \\ é";
+    for id in ["plain", odd] {
+        let key = Key::new("bank", id);
+        let Claim::Claimed(token) = store.claim(&key, lease).await.expect("claim") else {
+            panic!("{id:?}: a new key is claimed");
+        };
+        store.release(&key, &token).await.expect("release");
+        let Claim::Claimed(token) = store.claim(&key, lease).await.expect("claim") else {
+            panic!("{id:?}: a released key is claimed again");
+        };
+        store.complete(&key, &token).await.expect("complete");
+        for _ in 0..3 {
+            // the one connection comes back clean after each skip
+            let again = store.claim(&key, lease).await.expect("claim");
+            assert_eq!(again, Claim::AlreadyDone, "{id:?}");
+        }
+    }
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT event_id FROM jetflow_inbox ORDER BY event_id")
+            .fetch_all(&pool)
+            .await
+            .expect("claims");
+    assert_eq!(ids, [odd, "plain"]);
+
+    // a race: the second claim waits on the first's open row
+    let store = PostgresStore::with_pool(pool.clone());
+    for commit in [false, true] {
+        let key = Key::new("bank", format!("race-{commit}"));
+        let Claim::Claimed(first) = store.claim(&key, lease).await.expect("claim") else {
+            panic!("a new key is claimed");
+        };
+        let second = tokio::spawn({
+            let (store, key) = (store.clone(), key.clone());
+            async move { store.claim(&key, lease).await }
+        });
+        jetflow_tests::eventually(WAIT, "the second claim waits on a lock", || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE 'INSERT INTO jetflow_inbox%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("pg_stat_activity");
+            (waiting == 1).then_some(())
+        })
+        .await;
+        if commit {
+            store.complete(&key, &first).await.expect("complete");
+        } else {
+            store.release(&key, &first).await.expect("release");
+        }
+        let second = second.await.expect("joined").expect("claim");
+        match (commit, second) {
+            (true, Claim::AlreadyDone) => {}
+            (false, Claim::Claimed(token)) => store.complete(&key, &token).await.expect("complete"),
+            (_, other) => panic!("commit = {commit}: {other:?}"),
+        }
+    }
+}
+
+/// A claim dropped while it waits (an app aborted mid-claim) leaves no
+/// transaction behind on its connection: the next claim of the key on
+/// the same one-connection pool claims it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_claim_dropped_midway_leaves_its_connection_clean() {
+    use jetflow::idempotency::{Claim, IdempotencyStore, Key};
+    use std::time::Duration;
+
+    let pg = postgres().await;
+    let pool = pool(&pg).await;
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg.url())
+        .await
+        .expect("connect");
+    let (holder, store) = (
+        PostgresStore::with_pool(pool.clone()),
+        PostgresStore::with_pool(one),
+    );
+    let (key, lease) = (Key::new("bank", "dropped"), Duration::from_secs(30));
+    let Claim::Claimed(first) = holder.claim(&key, lease).await.expect("claim") else {
+        panic!("a new key is claimed");
+    };
+    let waiting = tokio::spawn({
+        let (store, key) = (store.clone(), key.clone());
+        async move { store.claim(&key, lease).await }
+    });
+    jetflow_tests::eventually(WAIT, "the second claim waits on a lock", || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE 'INSERT INTO jetflow_inbox%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("pg_stat_activity");
+        (n == 1).then_some(())
+    })
+    .await;
+    waiting.abort(); // the claim future is dropped while its INSERT waits
+    let _ = waiting.await;
+    holder.release(&key, &first).await.expect("release");
+    let Claim::Claimed(token) = store.claim(&key, lease).await.expect("claim") else {
+        panic!("the key is free again: claimed");
+    };
+    store.complete(&key, &token).await.expect("complete");
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jetflow_inbox WHERE event_id = 'dropped'")
+            .fetch_one(&pool)
+            .await
+            .expect("claims");
+    assert_eq!(n, 1);
+}

@@ -10,8 +10,8 @@ pub use tx::Tx;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{Mutex, OnceCell};
 
 use self::tx::TxSlot;
@@ -33,17 +33,18 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// with the handler's own writes**: zero duplicate effects, even across
 /// `kill -9` and concurrent replicas.
 ///
-/// For each delivery jetflow opens a transaction and runs `INSERT INTO
-/// jetflow_inbox (consumer_group, event_id) ... ON CONFLICT DO NOTHING`.
-/// One row inserted: the handler runs, and takes the transaction with the
-/// [`Tx`] extractor to write its rows; `Ok` commits (claim and rows
-/// together), then acks; an error or a panic rolls both back, then the
-/// delivery is retried. No row inserted: the event was committed before,
-/// and the delivery is acked without calling the handler. A replica racing
-/// on the same event id waits on the unique key until the first
-/// transaction ends, then inserts (the first rolled back) or skips (it
-/// committed). A worker killed mid-handler leaves nothing: its transaction
-/// dies with its connection.
+/// For each delivery jetflow opens a transaction with the claim in it:
+/// `INSERT INTO jetflow_inbox (consumer_group, event_id) VALUES (...);
+/// BEGIN`, one statement round trip. Inserted: the handler runs, and takes
+/// the transaction with the [`Tx`] extractor to write its rows; `Ok`
+/// commits (claim and rows together), then acks; an error or a panic rolls
+/// both back, then the delivery is retried. A unique violation instead:
+/// the event was committed before, and the delivery is acked without
+/// calling the handler (the server logs that error; it happens once per
+/// duplicate delivery). A replica racing on the same event id waits on the
+/// unique key until the first transaction ends, then inserts (the first
+/// rolled back) or skips (it committed). A worker killed mid-handler
+/// leaves nothing: its transaction dies with its connection.
 ///
 /// The remaining window is the ack: a commit whose ack is lost is
 /// redelivered and skipped. A commit whose outcome is unknown (the
@@ -54,9 +55,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// `jetflow_schema` (or apply them yourself); the claim table is
 /// `jetflow_inbox`. Rows older than the retention (7 days by default) are
 /// deleted every hour; a redelivery older than that would run again.
-/// Cost per message: one `INSERT` in the handler's transaction (one
-/// statement round trip), plus `BEGIN`/`COMMIT`, which the handler would
-/// need for its own writes anyway.
+/// Cost per message: the claim `INSERT`, sent with the `BEGIN` the
+/// handler's own writes need anyway (no extra round trip), and its row in
+/// the table and its two indexes; plus the connection held for the call
+/// (size the pool to the idempotent handlers' total concurrency).
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -87,7 +89,9 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// A store at `url` (`postgres://user[:password]@host[:port]/db`);
     /// connects on first use and migrates then. At most 32 connections:
-    /// one per handler call under way.
+    /// one per handler call under way, so idempotent handlers whose
+    /// concurrencies add up to more wait for a connection: give those a
+    /// pool of that size with [`with_pool`](PostgresStore::with_pool).
     pub fn new(url: &str) -> Result<PostgresStore, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(32)
@@ -200,7 +204,14 @@ impl IdempotencyStore for PostgresStore {
         let ready = self.ready();
         Box::pin(async move {
             ready.await?;
-            claim(pool, group, event_id).await
+            // in a task of its own: a caller dropped while the claim is
+            // under way (an app aborted) must not leave its connection in
+            // the pool inside a transaction that holds the claim row (sqlx
+            // rolls back only a `begin` that has returned); the task runs
+            // to the end and drops what it got, which rolls back
+            tokio::spawn(claim(pool, group, event_id))
+                .await
+                .map_err(|e| StoreError::unavailable(STORE, format!("the claim task ended: {e}")))?
         })
     }
 
@@ -225,9 +236,39 @@ impl IdempotencyStore for PostgresStore {
     }
 }
 
-/// Begins a transaction and inserts the claim row of `(group, event_id)`
-/// in it (owned arguments: the future is `Send` for any lifetime).
+/// Begins a transaction with the claim row of `(group, event_id)` in it,
+/// in **one** round trip: the simple query `INSERT ...; BEGIN`. Postgres
+/// runs the `INSERT` in an implicit transaction that the `BEGIN` then
+/// turns into the open transaction the handler writes through. If the
+/// event's row exists (committed by an earlier delivery), the `INSERT`
+/// fails with a unique violation, which ends the implicit transaction
+/// (the connection is idle again, nothing to roll back): the event is
+/// done. A replica racing on the same key waits on the unique index
+/// until the other transaction ends, as before: it then fails (the other
+/// committed) or inserts (it rolled back). The values go in as escaped
+/// string literals (the simple query protocol has no parameters); a
+/// value that cannot (a NUL character) takes the two-round-trip path
+/// with bound parameters.
 async fn claim(pool: PgPool, group: String, event_id: String) -> Result<Claim, StoreError> {
+    let (Some(g), Some(id)) = (literal(&group), literal(&event_id)) else {
+        return claim_with_parameters(pool, group, event_id).await;
+    };
+    let sql =
+        format!("INSERT INTO jetflow_inbox (consumer_group, event_id) VALUES ({g}, {id}); BEGIN");
+    match pool.begin_with(sql).await {
+        Ok(tx) => Ok(claimed(event_id, tx)),
+        Err(e) if is_unique_violation(&e) => Ok(Claim::AlreadyDone),
+        Err(e) => Err(unavailable("cannot insert the claim", e)),
+    }
+}
+
+/// The claim with bound parameters: `BEGIN`, then `INSERT ... ON CONFLICT
+/// DO NOTHING` (two round trips).
+async fn claim_with_parameters(
+    pool: PgPool,
+    group: String,
+    event_id: String,
+) -> Result<Claim, StoreError> {
     let mut tx = pool
         .begin()
         .await
@@ -246,8 +287,38 @@ async fn claim(pool: PgPool, group: String, event_id: String) -> Result<Claim, S
         let _ = tx.rollback().await;
         return Ok(Claim::AlreadyDone);
     }
+    Ok(claimed(event_id, tx))
+}
+
+fn claimed(event_id: String, tx: Transaction<'static, Postgres>) -> Claim {
     let slot = TxSlot(Arc::new(Mutex::new(Some(tx))));
-    Ok(Claim::Claimed(ClaimToken::with_attachment(event_id, slot)))
+    Claim::Claimed(ClaimToken::with_attachment(event_id, slot))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+/// `value` as an escape string constant (`E'...'`: a backslash and a
+/// quote doubled), which means the same whatever
+/// `standard_conforming_strings` is; `None` if it holds a NUL, which a
+/// query string cannot carry.
+fn literal(value: &str) -> Option<String> {
+    if value.contains('\0') {
+        return None;
+    }
+    let mut out = String::with_capacity(value.len() + 3);
+    out.push_str("E'");
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("''"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    Some(out)
 }
 
 fn unavailable(what: &str, e: sqlx::Error) -> StoreError {
