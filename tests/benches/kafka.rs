@@ -68,6 +68,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 
 /// The event: a small JSON object (~80 bytes); its id (and partition key)
 /// is the customer.
@@ -315,7 +316,15 @@ async fn consume_raw(
     consumer.subscribe(&[TOPIC])?;
     let counter = Counter::new(warm, n);
     loop {
-        let record = consumer.recv().await?;
+        let record = match consumer.recv().await {
+            Ok(record) => record,
+            // as jetflow does: librdkafka retries what is not fatal
+            Err(e) if e.rdkafka_error_code() != Some(RDKafkaErrorCode::Fatal) => {
+                eprintln!("raw consumer: {e:?} (librdkafka retries)");
+                continue;
+            }
+            Err(e) => return Err(anyhow::anyhow!("raw consumer: {e:?}")),
+        };
         let ours = record.headers().is_some_and(|h| {
             h.iter()
                 .any(|h| h.key == "jetflow-subject" && h.value == Some(SUBJECT.as_bytes()))
@@ -325,16 +334,21 @@ async fn consume_raw(
             black_box(&o);
         }
         match commits {
-            Commits::EachAsync => consumer.commit_message(&record, CommitMode::Async)?,
-            Commits::Stored => consumer.store_offset_from_message(&record)?,
+            Commits::EachAsync => consumer.commit_message(&record, CommitMode::Async),
+            Commits::Stored => consumer.store_offset_from_message(&record),
         }
+        .map_err(|e| anyhow::anyhow!("commit: {e:?}"))?;
         if ours && counter.hit() {
             break;
         }
     }
     // the next run starts where this one ended; leaving the group blocks
     tokio::task::spawn_blocking(move || {
-        consumer.commit_consumer_state(CommitMode::Sync)?;
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            // every offset was committed already
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+            r => r.map_err(|e| anyhow::anyhow!("last commit: {e:?}"))?,
+        }
         consumer.unsubscribe();
         drop(consumer);
         anyhow::Ok(())
@@ -404,34 +418,14 @@ async fn main() -> anyhow::Result<()> {
     let warm = (n / 10).clamp(100, 2_000);
     let limit = Duration::from_secs(120).max(Duration::from_millis(5) * u32::try_from(n + warm)?);
 
-    let server = jetflow::testing::KafkaServer::start().await?;
-    let url = server.url();
-    let bootstrap = server.bootstrap();
-    // creates the topic and records its subjects
-    let publisher = App::new("bench-publisher")
-        .url(&url)
-        .metrics(false)
-        .publishes::<BenchOrder>()
-        .start()
-        .await?;
-    let bus = publisher.bus().clone();
-    let producer: FutureProducer = client_config(&bootstrap, "rawbench")
-        .set("partitioner", "murmur2_random")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "2")
-        .set("message.timeout.ms", "30000")
-        .create()?;
-
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "jetflow on Kafka vs raw rdkafka: N = {n} after W = {warm} warm-up messages per publish phase \
          (consume phases read both: 2N after 2W), {runs} run(s)"
     );
     println!(
-        "private tansu {} at {bootstrap} (memory storage), topic {TOPIC} with 1 partition; \
-         {cores} CPU cores shared by client and broker; load {}",
-        server.version(),
+        "a new private tansu (memory storage) on 127.0.0.1 for each run, topic {TOPIC} with 1 partition, \
+         new groups; {cores} CPU cores shared by client and broker; load {}",
         load_average()
     );
     let mut ratios: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
@@ -442,6 +436,27 @@ async fn main() -> anyhow::Result<()> {
         ("consume c=64 vs raw stored offsets", Vec::new(), Vec::new()),
     ];
     for run in 0..runs {
+        // a fresh broker per run: every group starts new, with no member
+        // of an earlier run still leaving
+        let server = jetflow::testing::KafkaServer::start().await?;
+        let url = server.url();
+        let bootstrap = server.bootstrap();
+        // creates the topic and records its subjects
+        let publisher = App::new("bench-publisher")
+            .url(&url)
+            .metrics(false)
+            .publishes::<BenchOrder>()
+            .start()
+            .await?;
+        let bus = publisher.bus().clone();
+        let producer: FutureProducer = client_config(&bootstrap, "rawbench")
+            .set("partitioner", "murmur2_random")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "30000")
+            .create()?;
+
         let jetflow_first = run % 2 == 0;
         let publish = if jetflow_first {
             [Phase::PublishJetflow, Phase::PublishRaw]
@@ -515,6 +530,10 @@ async fn main() -> anyhow::Result<()> {
             );
             results.insert(phase, m);
         }
+        publisher.stop().await?;
+        drop(bus);
+        drop(producer);
+        drop(server);
         let pair = |a: Phase, b: Phase| {
             let (a, b) = (&results[&a], &results[&b]);
             (a.rate() / b.rate(), a.cpu_us() / b.cpu_us())
@@ -546,9 +565,5 @@ async fn main() -> anyhow::Result<()> {
             "  {name:<36} msg/s {rm:.2}x ({rlo:.2}-{rhi:.2}), CPU/msg {cm:.2}x ({clo:.2}-{chi:.2})"
         );
     }
-    publisher.stop().await?;
-    drop(bus);
-    drop(producer);
-    drop(server);
     Ok(())
 }
