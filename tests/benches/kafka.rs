@@ -2,7 +2,7 @@
 //! same work, in one run, on one private tansu broker (memory storage).
 //!
 //! ```text
-//! cargo bench -p jetflow-tests --bench kafka                           # N = 10000, 3 runs
+//! cargo bench -p jetflow-tests --bench kafka                           # N = 10000, 3 runs, a few minutes
 //! JETFLOW_BENCH_N=20000 JETFLOW_BENCH_RUNS=5 cargo bench -p jetflow-tests --bench kafka
 //! ```
 //!
@@ -25,8 +25,8 @@
 //!     lengths, precomputed rather than formatted per message), the JSON
 //!     encoded per message, each delivery report awaited, 256 in flight.
 //! - **consume**: every record both publish phases of the run wrote
-//!   (2 N after 2 W warm-up records), each consumer in its own group,
-//!   reading from its group's committed offsets:
+//!   (2 N after 2 W warm-up records), each consumer in its own new group
+//!   (each run has a new broker), reading from the start of the topic:
 //!   - jetflow: an `App` with one `#[handler]` that decodes the JSON into
 //!     the event and counts, at `concurrency = 1` and at `concurrency = 64`
 //!     (two groups); the runtime acks each record, which commits the
