@@ -3,35 +3,55 @@
 //!
 //! ```text
 //! cargo bench -p jetflow-tests --bench rabbitmq                        # N = 5000, 3 runs
-//! JETFLOW_BENCH_N=2000 cargo bench -p jetflow-tests --bench rabbitmq
+//! JETFLOW_BENCH_N=2000 JETFLOW_BENCH_RUNS=5 cargo bench -p jetflow-tests --bench rabbitmq
 //! ```
 //!
 //! Under `cargo test` (no `--bench` argument) it is a smoke run with N = 200
 //! and one run that checks every phase completes; its figures mean nothing.
 //!
 //! Each run measures, after `W` warm-up messages, N messages of:
-//! - publish, 64 in flight: jetflow's `Bus::publish` (persistent,
-//!   mandatory, confirm awaited, jetflow's headers) vs lapin's
-//!   `basic_publish` with the same flags, message id and a header table of
-//!   the same size, confirm awaited; both to the `jetflow` exchange with the
-//!   same routing key, so each message lands in the same two quorum queues;
-//! - consume: a jetflow handler (concurrency 64: decode, count, ack) vs a
-//!   lapin consumer with the same prefetch as jetflow's window (decode,
-//!   count, ack), each on its own quorum queue holding every message.
+//! - **publish**, 64 in flight on both sides, to the `jetflow` exchange with
+//!   the same routing key, so each message lands in the same two quorum
+//!   queues:
+//!   - jetflow: `Bus::publish(&event)` (JSON encode, a UUIDv7 id, an
+//!     RFC 3339 time, jetflow's `ce-*` headers and its sequence header;
+//!     persistent, `mandatory`, AMQP timestamp, message id; the confirm
+//!     awaited), 64 futures in a `FuturesUnordered`;
+//!   - raw: `basic_publish` on one channel in confirm mode with the same
+//!     flags and properties (persistent, `mandatory`, timestamp, a 36-byte
+//!     message id) and a header table with the same names and value
+//!     lengths (values precomputed, not formatted per message), the JSON
+//!     encoded per message, each confirm awaited, 64 in flight.
+//! - **consume**, each side on its own quorum queue holding every message
+//!   (with jetflow's headers), JSON decoded into the event on both sides:
+//!   - jetflow: an `App` with a `#[handler(concurrency = 64)]` that counts
+//!     (the runtime then acks each message);
+//!   - raw: one channel with `basic_qos` = jetflow's window for
+//!     concurrency 64 (64 + its default buffer of 256 = 320), the
+//!     consumer stream driven by `try_for_each_concurrent(64, ..)`: each
+//!     delivery decoded, counted and acked (`multiple: false`) with up to
+//!     64 acks in flight, the same per-message acks jetflow sends.
+//!
+//! The clock of a consume phase stops when the last message was decoded
+//! and counted (its ack may still be on the way, on both sides). CPU
+//! µs/msg is this process's user + system time over the phase (10 ms
+//! ticks; rabbitmq-server's CPU is not counted).
 //!
 //! jetflow and raw alternate which goes first from run to run (A B, B A,
-//! A B). The ratios (jetflow / raw msg/s) are printed per run, with their
-//! range over the runs.
+//! A B, ...). The ratios (jetflow / raw msg/s) are printed per run, then
+//! their median and range over the runs (`JETFLOW_BENCH_RUNS`, 3 by
+//! default).
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use jetflow::prelude::*;
+use jetflow_tests::measure::{Mark, Measured, load_average, median_range};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
@@ -64,17 +84,20 @@ const SUBJECT: &str = "bench.order.v1";
 const RAW_QUEUE: &str = "rawbench";
 /// Publishes in flight at once, on both sides.
 const IN_FLIGHT: usize = 64;
-/// Handler concurrency; the raw prefetch is jetflow's window for it
-/// (concurrency plus its default buffer of 256).
+/// Handler concurrency, and the raw consumer's acks in flight; the raw
+/// prefetch is jetflow's window for it (concurrency plus its default
+/// buffer of 256).
 const CONCURRENCY: usize = 64;
 const RAW_PREFETCH: u16 = 64 + 256;
 
-/// Counts handled messages, marks the end of the warm-up, signals the end.
+/// Counts handled messages, marks the end of the warm-up and the last
+/// message, signals the end.
 struct Counter {
     seen: AtomicU64,
     warm: u64,
     total: u64,
-    start: std::sync::Mutex<Option<Instant>>,
+    start: Mutex<Option<Mark>>,
+    end: Mutex<Option<Mark>>,
     done: Notify,
 }
 
@@ -84,21 +107,30 @@ impl Counter {
             seen: AtomicU64::new(0),
             warm,
             total: warm + n,
-            start: std::sync::Mutex::new(None),
+            start: Mutex::new(None),
+            end: Mutex::new(None),
             done: Notify::new(),
         })
     }
     fn hit(&self) {
         let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
         if n == self.warm {
-            *self.start.lock().expect("lock") = Some(Instant::now());
+            *self.start.lock().expect("lock") = Some(Mark::now());
         }
         if n == self.total {
+            *self.end.lock().expect("lock") = Some(Mark::now());
             self.done.notify_one();
         }
     }
-    fn start(&self) -> Option<Instant> {
-        *self.start.lock().expect("lock")
+    /// The measured messages, from the end of the warm-up to the last.
+    fn measured(&self) -> anyhow::Result<Measured> {
+        let start = self
+            .start
+            .lock()
+            .expect("lock")
+            .context("warm-up never finished")?;
+        let end = self.end.lock().expect("lock").context("never finished")?;
+        Ok(Measured::between(self.total - self.warm, start, end))
     }
 }
 
@@ -112,21 +144,16 @@ async fn consume(
     Ok(())
 }
 
-/// Messages per second of `n` messages in `elapsed`.
-fn rate(n: u64, elapsed: Duration) -> f64 {
-    n as f64 / elapsed.as_secs_f64()
-}
-
 /// `Bus::publish`, `IN_FLIGHT` at a time.
-async fn publish_jetflow(bus: &Bus, warm: u64, n: u64) -> anyhow::Result<f64> {
-    let mut start = Instant::now();
+async fn publish_jetflow(bus: &Bus, warm: u64, n: u64) -> anyhow::Result<Measured> {
+    let mut start = Mark::now();
     let mut inflight = FuturesUnordered::new();
     for i in 0..warm + n {
         if i == warm {
             while let Some(r) = inflight.next().await {
                 r?;
             }
-            start = Instant::now();
+            start = Mark::now();
         }
         if inflight.len() >= IN_FLIGHT
             && let Some(r) = inflight.next().await
@@ -139,20 +166,25 @@ async fn publish_jetflow(bus: &Bus, warm: u64, n: u64) -> anyhow::Result<f64> {
     while let Some(r) = inflight.next().await {
         r?;
     }
-    Ok(rate(n, start.elapsed()))
+    Ok(Measured::between(n, start, Mark::now()))
 }
 
-/// A header table of the size jetflow sends (`ce-*`, content type, the
-/// publisher's sequence).
-fn raw_headers(i: u64) -> FieldTable {
+/// A 36-byte id, the length of jetflow's UUIDv7 event ids.
+fn raw_id(i: u64) -> String {
+    format!("00000000-0000-7000-8000-{i:012}")
+}
+
+/// The header table jetflow sends (`ce-*`, content type, the publisher's
+/// sequence), with values of the same lengths.
+fn raw_headers(id: &str, i: u64) -> FieldTable {
     let mut t = FieldTable::default();
-    let s = |v: String| AMQPValue::LongString(LongString::from(v));
-    t.insert("ce-specversion".into(), s("1.0".into()));
-    t.insert("ce-id".into(), s(format!("bench-{i}")));
-    t.insert("ce-source".into(), s("bench".into()));
-    t.insert("ce-type".into(), s("bench.order.v1".into()));
-    t.insert("ce-time".into(), s("2026-01-01T00:00:00Z".into()));
-    t.insert("content-type".into(), s("application/json".into()));
+    let s = |v: &str| AMQPValue::LongString(LongString::from(v));
+    t.insert("ce-specversion".into(), s("1.0"));
+    t.insert("ce-id".into(), s(id));
+    t.insert("ce-type".into(), s(SUBJECT));
+    t.insert("ce-source".into(), s("bench-publisher"));
+    t.insert("ce-time".into(), s("2026-01-01T00:00:00.123456789Z"));
+    t.insert("content-type".into(), s("application/json"));
     t.insert(
         "x-jetflow-sequence".into(),
         AMQPValue::LongLongInt(i as i64),
@@ -163,10 +195,12 @@ fn raw_headers(i: u64) -> FieldTable {
 /// One raw publish: persistent, mandatory, confirm awaited.
 async fn raw_publish_one(channel: &Channel, i: u64) -> anyhow::Result<()> {
     let payload = serde_json::to_vec(&order(i))?;
+    let id = raw_id(i);
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
-        .with_message_id(format!("bench-{i}").into())
-        .with_headers(raw_headers(i));
+        .with_timestamp(1_767_225_600 + i)
+        .with_headers(raw_headers(&id, i))
+        .with_message_id(id.into());
     let confirm = channel
         .basic_publish(
             "jetflow".into(),
@@ -187,15 +221,15 @@ async fn raw_publish_one(channel: &Channel, i: u64) -> anyhow::Result<()> {
 }
 
 /// Raw lapin publishes, `IN_FLIGHT` at a time, on one confirm channel.
-async fn publish_raw(channel: &Channel, warm: u64, n: u64) -> anyhow::Result<f64> {
-    let mut start = Instant::now();
+async fn publish_raw(channel: &Channel, warm: u64, n: u64) -> anyhow::Result<Measured> {
+    let mut start = Mark::now();
     let mut inflight = FuturesUnordered::new();
     for i in 0..warm + n {
         if i == warm {
             while let Some(r) = inflight.next().await {
                 r?;
             }
-            start = Instant::now();
+            start = Mark::now();
         }
         if inflight.len() >= IN_FLIGHT
             && let Some(r) = inflight.next().await
@@ -207,11 +241,11 @@ async fn publish_raw(channel: &Channel, warm: u64, n: u64) -> anyhow::Result<f64
     while let Some(r) = inflight.next().await {
         r?;
     }
-    Ok(rate(n, start.elapsed()))
+    Ok(Measured::between(n, start, Mark::now()))
 }
 
 /// A jetflow app reading `warm + n` messages of its group's queue.
-async fn consume_jetflow(url: &str, warm: u64, n: u64) -> anyhow::Result<f64> {
+async fn consume_jetflow(url: &str, warm: u64, n: u64) -> anyhow::Result<Measured> {
     let counter = Counter::new(warm, n);
     let app = App::new("bench")
         .url(url)
@@ -221,20 +255,18 @@ async fn consume_jetflow(url: &str, warm: u64, n: u64) -> anyhow::Result<f64> {
         .start()
         .await?;
     counter.done.notified().await;
-    let end = Instant::now();
     app.stop().await?;
-    let start = counter.start().context("warm-up never finished")?;
-    Ok(rate(n, end - start))
+    counter.measured()
 }
 
 /// A lapin consumer reading `warm + n` messages of the raw queue: decode,
-/// count, ack.
-async fn consume_raw(conn: &Connection, warm: u64, n: u64) -> anyhow::Result<f64> {
+/// count, ack; `CONCURRENCY` messages at a time.
+async fn consume_raw(conn: &Connection, warm: u64, n: u64) -> anyhow::Result<Measured> {
     let channel = conn.create_channel().await?;
     channel
         .basic_qos(RAW_PREFETCH, BasicQosOptions::default())
         .await?;
-    let mut consumer = channel
+    let consumer = channel
         .basic_consume(
             RAW_QUEUE.into(),
             "rawbench".into(),
@@ -243,39 +275,52 @@ async fn consume_raw(conn: &Connection, warm: u64, n: u64) -> anyhow::Result<f64
         )
         .await?;
     let counter = Counter::new(warm, n);
-    while counter.seen.load(Ordering::Relaxed) < warm + n {
-        let d = consumer.next().await.context("consumer ended")??;
-        let o: BenchOrder = serde_json::from_slice(&d.data)?;
-        black_box(&o);
-        d.ack(BasicAckOptions::default()).await?;
-        counter.hit();
-    }
-    let end = Instant::now();
+    consumer
+        .take(usize::try_from(warm + n)?)
+        .map_err(anyhow::Error::from)
+        .try_for_each_concurrent(CONCURRENCY, |d| {
+            let counter = &counter;
+            async move {
+                let o: BenchOrder = serde_json::from_slice(&d.data)?;
+                black_box(&o);
+                counter.hit();
+                d.ack(BasicAckOptions::default()).await?;
+                Ok(())
+            }
+        })
+        .await?;
     let _ = channel.close(200, "done".into()).await;
-    let start = counter.start().context("warm-up never finished")?;
-    Ok(rate(n, end - start))
+    counter.measured()
 }
 
-/// `(n, runs)`: from `JETFLOW_BENCH_N`, else 5000 and 3 runs under
-/// `--bench`, 200 and 1 run as a smoke test.
+/// `(n, runs)`: `JETFLOW_BENCH_N` (else 5000 under `--bench`, 200 as a
+/// smoke test) and `JETFLOW_BENCH_RUNS` (else 3 under `--bench`, 1).
 fn size() -> anyhow::Result<(u64, usize)> {
     let bench = std::env::args().any(|a| a == "--bench");
-    let runs = if bench { 3 } else { 1 };
-    if let Ok(n) = std::env::var("JETFLOW_BENCH_N") {
-        let n: u64 = n
-            .trim()
-            .parse()
-            .context("JETFLOW_BENCH_N is not a number")?;
-        return Ok((n.max(1), runs));
-    }
-    Ok((if bench { 5_000 } else { 200 }, runs))
+    let var = |name: &str, default: u64| -> anyhow::Result<u64> {
+        match std::env::var(name) {
+            Ok(v) => Ok(v
+                .trim()
+                .parse::<u64>()
+                .with_context(|| format!("{name} is not a number"))?
+                .max(1)),
+            Err(_) => Ok(default),
+        }
+    };
+    let n = var("JETFLOW_BENCH_N", if bench { 5_000 } else { 200 })?;
+    let runs = var("JETFLOW_BENCH_RUNS", if bench { 3 } else { 1 })?;
+    Ok((n, usize::try_from(runs)?))
 }
 
-/// `(min, max)` of `values`.
-fn range(values: &[f64]) -> (f64, f64) {
-    values
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+/// The result of a phase, or why it failed or timed out.
+async fn timed<F>(what: &str, limit: Duration, phase: F) -> anyhow::Result<Measured>
+where
+    F: Future<Output = anyhow::Result<Measured>>,
+{
+    tokio::time::timeout(limit, phase)
+        .await
+        .map_err(|_| anyhow::anyhow!("{what} timed out after {limit:?}"))?
+        .with_context(|| what.to_owned())
 }
 
 #[tokio::main]
@@ -337,17 +382,13 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "jetflow on RabbitMQ vs raw lapin: N = {n} after W = {warm} warm-up messages, {runs} run(s)"
     );
     println!(
         "private rabbitmq-server node at 127.0.0.1:{}, quorum queues; {cores} CPU cores shared by client and server; load {}",
         server.port(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load_average()
     );
     let (mut publish_ratios, mut consume_ratios) = (Vec::new(), Vec::new());
     for run in 0..runs {
@@ -357,69 +398,48 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
         }
         let jetflow_first = run % 2 == 0;
-        let timed = |what: &'static str, r: Result<anyhow::Result<f64>, _>| {
-            r.map_err(|_| anyhow::anyhow!("{what} timed out after {limit:?}"))?
-        };
         // both publish phases fill both queues: 2 (W + N) messages each
         let (pj, pr) = if jetflow_first {
-            let pj = timed(
-                "publish jetflow",
-                tokio::time::timeout(limit, publish_jetflow(&bus, warm, n)).await,
-            )?;
-            let pr = timed(
-                "publish raw",
-                tokio::time::timeout(limit, publish_raw(&channel, warm, n)).await,
-            )?;
+            let pj = timed("publish jetflow", limit, publish_jetflow(&bus, warm, n)).await?;
+            let pr = timed("publish raw", limit, publish_raw(&channel, warm, n)).await?;
             (pj, pr)
         } else {
-            let pr = timed(
-                "publish raw",
-                tokio::time::timeout(limit, publish_raw(&channel, warm, n)).await,
-            )?;
-            let pj = timed(
-                "publish jetflow",
-                tokio::time::timeout(limit, publish_jetflow(&bus, warm, n)).await,
-            )?;
+            let pr = timed("publish raw", limit, publish_raw(&channel, warm, n)).await?;
+            let pj = timed("publish jetflow", limit, publish_jetflow(&bus, warm, n)).await?;
             (pj, pr)
         };
         let (cj, cr) = if jetflow_first {
-            let cj = timed(
-                "consume jetflow",
-                tokio::time::timeout(limit, consume_jetflow(&url, warm, n)).await,
-            )?;
-            let cr = timed(
-                "consume raw",
-                tokio::time::timeout(limit, consume_raw(&conn, warm, n)).await,
-            )?;
+            let cj = timed("consume jetflow", limit, consume_jetflow(&url, warm, n)).await?;
+            let cr = timed("consume raw", limit, consume_raw(&conn, warm, n)).await?;
             (cj, cr)
         } else {
-            let cr = timed(
-                "consume raw",
-                tokio::time::timeout(limit, consume_raw(&conn, warm, n)).await,
-            )?;
-            let cj = timed(
-                "consume jetflow",
-                tokio::time::timeout(limit, consume_jetflow(&url, warm, n)).await,
-            )?;
+            let cr = timed("consume raw", limit, consume_raw(&conn, warm, n)).await?;
+            let cj = timed("consume jetflow", limit, consume_jetflow(&url, warm, n)).await?;
             (cj, cr)
         };
         println!(
-            "run {}: publish ({IN_FLIGHT} in flight) jetflow {pj:>8.0} msg/s, raw {pr:>8.0} msg/s, ratio {:.2}x; \
-             consume (c={CONCURRENCY}) jetflow {cj:>8.0} msg/s, raw {cr:>8.0} msg/s, ratio {:.2}x",
+            "run {}: publish ({IN_FLIGHT} in flight) jetflow {:>7.0} msg/s {:>5.1} µs/msg, raw {:>7.0} msg/s {:>5.1} µs/msg, ratio {:.2}x; \
+             consume (c={CONCURRENCY}) jetflow {:>7.0} msg/s {:>5.1} µs/msg, raw {:>7.0} msg/s {:>5.1} µs/msg, ratio {:.2}x",
             run + 1,
-            pj / pr,
-            cj / cr
+            pj.rate(),
+            pj.cpu_us(),
+            pr.rate(),
+            pr.cpu_us(),
+            pj.rate() / pr.rate(),
+            cj.rate(),
+            cj.cpu_us(),
+            cr.rate(),
+            cr.cpu_us(),
+            cj.rate() / cr.rate()
         );
-        publish_ratios.push(pj / pr);
-        consume_ratios.push(cj / cr);
+        publish_ratios.push(pj.rate() / pr.rate());
+        consume_ratios.push(cj.rate() / cr.rate());
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (plo, phi) = range(&publish_ratios);
-    let (clo, chi) = range(&consume_ratios);
+    let (pm, plo, phi) = median_range(&publish_ratios);
+    let (cm, clo, chi) = median_range(&consume_ratios);
     println!(
-        "ratio jetflow / raw lapin over {runs} run(s): publish {:.2}x ({plo:.2}-{phi:.2}), consume {:.2}x ({clo:.2}-{chi:.2})",
-        mean(&publish_ratios),
-        mean(&consume_ratios)
+        "ratio jetflow / raw lapin, median (range) over {runs} run(s): publish {pm:.2}x ({plo:.2}-{phi:.2}), consume {cm:.2}x ({clo:.2}-{chi:.2}); load {}",
+        load_average()
     );
     publisher.stop().await?;
     drop(bus);

@@ -104,6 +104,23 @@ pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     samples[i.min(samples.len() - 1)]
 }
 
+/// `(median, min, max)` of `values` (the mean of the two middle values
+/// for an even count); zeros when empty. For ratios over several runs.
+pub fn median_range(values: &[f64]) -> (f64, f64, f64) {
+    if values.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    let median = if v.len().is_multiple_of(2) {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    };
+    (median, v[0], v[v.len() - 1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +132,13 @@ mod tests {
         assert_eq!(quantile(&mut s, 0.99), Duration::from_millis(99));
         assert_eq!(quantile(&mut s, 0.0), Duration::from_millis(1));
         assert_eq!(quantile(&mut [], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn median_and_range_of_known_values() {
+        assert_eq!(median_range(&[3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(median_range(&[4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+        assert_eq!(median_range(&[]), (0.0, 0.0, 0.0));
     }
 
     #[test]
