@@ -55,15 +55,12 @@
 //! over the runs (`JETFLOW_BENCH_RUNS`, 3 by default).
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
 use jetflow::prelude::*;
-use jetflow_tests::measure::{Mark, Measured, load_average, median_range};
+use jetflow_tests::measure::{Counter, Measured, load_average, median_range, windowed};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
@@ -102,51 +99,6 @@ const IN_FLIGHT: usize = 256;
 /// How long a send may wait in librdkafka's queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Counts handled messages, marks the end of the warm-up and the last
-/// message, signals the end.
-struct Counter {
-    seen: AtomicU64,
-    warm: u64,
-    total: u64,
-    start: Mutex<Option<Mark>>,
-    end: Mutex<Option<Mark>>,
-    done: tokio::sync::Notify,
-}
-
-impl Counter {
-    fn new(warm: u64, n: u64) -> Arc<Counter> {
-        Arc::new(Counter {
-            seen: AtomicU64::new(0),
-            warm,
-            total: warm + n,
-            start: Mutex::new(None),
-            end: Mutex::new(None),
-            done: tokio::sync::Notify::new(),
-        })
-    }
-    /// One more; true at the last.
-    fn hit(&self) -> bool {
-        let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if n == self.warm {
-            *self.start.lock().expect("lock") = Some(Mark::now());
-        }
-        if n == self.total {
-            *self.end.lock().expect("lock") = Some(Mark::now());
-            self.done.notify_one();
-        }
-        n >= self.total
-    }
-    fn measured(&self) -> anyhow::Result<Measured> {
-        let start = self
-            .start
-            .lock()
-            .expect("lock")
-            .context("warm-up never finished")?;
-        let end = self.end.lock().expect("lock").context("never finished")?;
-        Ok(Measured::between(self.total - self.warm, start, end))
-    }
-}
-
 #[handler(group = "bench1")]
 async fn consume_c1(
     order: BenchOrder,
@@ -169,27 +121,11 @@ async fn consume_c64(
 
 /// `Bus::publish`, `IN_FLIGHT` at a time.
 async fn publish_jetflow(bus: &Bus, warm: u64, n: u64) -> anyhow::Result<Measured> {
-    let mut start = Mark::now();
-    let mut inflight = FuturesUnordered::new();
-    for i in 0..warm + n {
-        if i == warm {
-            while let Some(r) = inflight.next().await {
-                r?;
-            }
-            start = Mark::now();
-        }
-        if inflight.len() >= IN_FLIGHT
-            && let Some(r) = inflight.next().await
-        {
-            r?;
-        }
+    windowed(warm, n, IN_FLIGHT, |i| {
         let bus = bus.clone();
-        inflight.push(async move { bus.publish(&order(i)).await.map(drop) });
-    }
-    while let Some(r) = inflight.next().await {
-        r?;
-    }
-    Ok(Measured::between(n, start, Mark::now()))
+        async move { bus.publish(&order(i)).await.map(drop).map_err(Into::into) }
+    })
+    .await
 }
 
 /// The 8 headers jetflow writes (`ce-*`, content type, subject, id), with
@@ -228,26 +164,7 @@ async fn raw_publish_one(producer: &FutureProducer, i: u64) -> anyhow::Result<()
 
 /// Raw rdkafka sends, `IN_FLIGHT` at a time.
 async fn publish_raw(producer: &FutureProducer, warm: u64, n: u64) -> anyhow::Result<Measured> {
-    let mut start = Mark::now();
-    let mut inflight = FuturesUnordered::new();
-    for i in 0..warm + n {
-        if i == warm {
-            while let Some(r) = inflight.next().await {
-                r?;
-            }
-            start = Mark::now();
-        }
-        if inflight.len() >= IN_FLIGHT
-            && let Some(r) = inflight.next().await
-        {
-            r?;
-        }
-        inflight.push(raw_publish_one(producer, i));
-    }
-    while let Some(r) = inflight.next().await {
-        r?;
-    }
-    Ok(Measured::between(n, start, Mark::now()))
+    windowed(warm, n, IN_FLIGHT, |i| raw_publish_one(producer, i)).await
 }
 
 /// A jetflow app with `handler` reading `warm + n` records.
@@ -265,7 +182,7 @@ async fn consume_jetflow<H: Handler>(
         .handler(handler)
         .start()
         .await?;
-    counter.done.notified().await;
+    counter.finished().await;
     app.stop().await?;
     counter.measured()
 }

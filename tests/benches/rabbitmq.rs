@@ -43,22 +43,19 @@
 //! default).
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use futures_util::stream::FuturesUnordered;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use jetflow::prelude::*;
-use jetflow_tests::measure::{Mark, Measured, load_average, median_range};
+use jetflow_tests::measure::{Counter, Measured, load_average, median_range, windowed};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
-use tokio::sync::Notify;
 
 /// The event: a small JSON object (~80 bytes).
 #[event(version = "v1")]
@@ -90,50 +87,6 @@ const IN_FLIGHT: usize = 64;
 const CONCURRENCY: usize = 64;
 const RAW_PREFETCH: u16 = 64 + 256;
 
-/// Counts handled messages, marks the end of the warm-up and the last
-/// message, signals the end.
-struct Counter {
-    seen: AtomicU64,
-    warm: u64,
-    total: u64,
-    start: Mutex<Option<Mark>>,
-    end: Mutex<Option<Mark>>,
-    done: Notify,
-}
-
-impl Counter {
-    fn new(warm: u64, n: u64) -> Arc<Counter> {
-        Arc::new(Counter {
-            seen: AtomicU64::new(0),
-            warm,
-            total: warm + n,
-            start: Mutex::new(None),
-            end: Mutex::new(None),
-            done: Notify::new(),
-        })
-    }
-    fn hit(&self) {
-        let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if n == self.warm {
-            *self.start.lock().expect("lock") = Some(Mark::now());
-        }
-        if n == self.total {
-            *self.end.lock().expect("lock") = Some(Mark::now());
-            self.done.notify_one();
-        }
-    }
-    /// The measured messages, from the end of the warm-up to the last.
-    fn measured(&self) -> anyhow::Result<Measured> {
-        let start = self
-            .start
-            .lock()
-            .expect("lock")
-            .context("warm-up never finished")?;
-        let end = self.end.lock().expect("lock").context("never finished")?;
-        Ok(Measured::between(self.total - self.warm, start, end))
-    }
-}
-
 #[handler(group = "bench", concurrency = 64)]
 async fn consume(
     order: BenchOrder,
@@ -146,27 +99,11 @@ async fn consume(
 
 /// `Bus::publish`, `IN_FLIGHT` at a time.
 async fn publish_jetflow(bus: &Bus, warm: u64, n: u64) -> anyhow::Result<Measured> {
-    let mut start = Mark::now();
-    let mut inflight = FuturesUnordered::new();
-    for i in 0..warm + n {
-        if i == warm {
-            while let Some(r) = inflight.next().await {
-                r?;
-            }
-            start = Mark::now();
-        }
-        if inflight.len() >= IN_FLIGHT
-            && let Some(r) = inflight.next().await
-        {
-            r?;
-        }
+    windowed(warm, n, IN_FLIGHT, |i| {
         let bus = bus.clone();
-        inflight.push(async move { bus.publish(&order(i)).await.map(drop) });
-    }
-    while let Some(r) = inflight.next().await {
-        r?;
-    }
-    Ok(Measured::between(n, start, Mark::now()))
+        async move { bus.publish(&order(i)).await.map(drop).map_err(Into::into) }
+    })
+    .await
 }
 
 /// A 36-byte id, the length of jetflow's UUIDv7 event ids.
@@ -222,26 +159,7 @@ async fn raw_publish_one(channel: &Channel, i: u64) -> anyhow::Result<()> {
 
 /// Raw lapin publishes, `IN_FLIGHT` at a time, on one confirm channel.
 async fn publish_raw(channel: &Channel, warm: u64, n: u64) -> anyhow::Result<Measured> {
-    let mut start = Mark::now();
-    let mut inflight = FuturesUnordered::new();
-    for i in 0..warm + n {
-        if i == warm {
-            while let Some(r) = inflight.next().await {
-                r?;
-            }
-            start = Mark::now();
-        }
-        if inflight.len() >= IN_FLIGHT
-            && let Some(r) = inflight.next().await
-        {
-            r?;
-        }
-        inflight.push(raw_publish_one(channel, i));
-    }
-    while let Some(r) = inflight.next().await {
-        r?;
-    }
-    Ok(Measured::between(n, start, Mark::now()))
+    windowed(warm, n, IN_FLIGHT, |i| raw_publish_one(channel, i)).await
 }
 
 /// A jetflow app reading `warm + n` messages of its group's queue.
@@ -254,7 +172,7 @@ async fn consume_jetflow(url: &str, warm: u64, n: u64) -> anyhow::Result<Measure
         .handler(consume)
         .start()
         .await?;
-    counter.done.notified().await;
+    counter.finished().await;
     app.stop().await?;
     counter.measured()
 }

@@ -1,7 +1,14 @@
 //! What the benches read off this process: wall time, CPU time and
 //! resident memory.
 
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::Notify;
 
 /// A point in time: wall clock and this process's CPU time.
 #[derive(Clone, Copy, Debug)]
@@ -91,6 +98,97 @@ impl Measured {
     /// Client CPU per message, in microseconds.
     pub fn cpu_us(&self) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / self.n as f64
+    }
+}
+
+/// Runs `send(i)` for `i` in `0..warm + n`, `in_flight` at a time, and
+/// measures the last `n`: the warm-up's sends are all settled before the
+/// clock starts, every send's result is checked.
+pub async fn windowed<F, Fut>(
+    warm: u64,
+    n: u64,
+    in_flight: usize,
+    mut send: F,
+) -> anyhow::Result<Measured>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut start = Mark::now();
+    let mut inflight = FuturesUnordered::new();
+    for i in 0..warm + n {
+        if i == warm {
+            while let Some(r) = inflight.next().await {
+                r?;
+            }
+            start = Mark::now();
+        }
+        if inflight.len() >= in_flight
+            && let Some(r) = inflight.next().await
+        {
+            r?;
+        }
+        inflight.push(send(i));
+    }
+    while let Some(r) = inflight.next().await {
+        r?;
+    }
+    Ok(Measured::between(n, start, Mark::now()))
+}
+
+/// Counts handled messages of a consume phase: marks the end of the
+/// warm-up and the last message, and wakes [`finished`](Counter::finished).
+#[derive(Debug)]
+pub struct Counter {
+    seen: AtomicU64,
+    warm: u64,
+    total: u64,
+    start: Mutex<Option<Mark>>,
+    end: Mutex<Option<Mark>>,
+    done: Notify,
+}
+
+impl Counter {
+    /// A counter of `warm` messages of warm-up and `n` measured ones.
+    pub fn new(warm: u64, n: u64) -> std::sync::Arc<Counter> {
+        std::sync::Arc::new(Counter {
+            seen: AtomicU64::new(0),
+            warm,
+            total: warm + n,
+            start: Mutex::new(None),
+            end: Mutex::new(None),
+            done: Notify::new(),
+        })
+    }
+
+    /// One more message; `true` from the last one on.
+    pub fn hit(&self) -> bool {
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == self.warm {
+            *self.start.lock().expect("lock") = Some(Mark::now());
+        }
+        if n == self.total {
+            *self.end.lock().expect("lock") = Some(Mark::now());
+            self.done.notify_one();
+        }
+        n >= self.total
+    }
+
+    /// Waits until the last message was counted.
+    pub async fn finished(&self) {
+        self.done.notified().await;
+    }
+
+    /// The measured messages, from the end of the warm-up to the last.
+    pub fn measured(&self) -> anyhow::Result<Measured> {
+        use anyhow::Context as _;
+        let start = self
+            .start
+            .lock()
+            .expect("lock")
+            .context("warm-up never finished")?;
+        let end = self.end.lock().expect("lock").context("never finished")?;
+        Ok(Measured::between(self.total - self.warm, start, end))
     }
 }
 

@@ -388,17 +388,7 @@ async fn postgres_store_claims_skips_and_races() {
             let (store, key) = (store.clone(), key.clone());
             async move { store.claim(&key, lease).await }
         });
-        jetflow_tests::eventually(WAIT, "the second claim waits on a lock", || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                 AND query LIKE 'INSERT INTO jetflow_inbox%'",
-            )
-            .fetch_one(&pool)
-            .await
-            .expect("pg_stat_activity");
-            (waiting == 1).then_some(())
-        })
-        .await;
+        second_claim_waits_on_a_lock(&pool).await;
         if commit {
             store.complete(&key, &first).await.expect("complete");
         } else {
@@ -411,6 +401,22 @@ async fn postgres_store_claims_skips_and_races() {
             (_, other) => panic!("commit = {commit}: {other:?}"),
         }
     }
+}
+
+/// Waits until exactly one claim `INSERT` waits on a row lock (the
+/// second claim of a key whose first claim is open).
+async fn second_claim_waits_on_a_lock(pool: &sqlx::PgPool) {
+    jetflow_tests::eventually(WAIT, "the second claim waits on a lock", || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE 'INSERT INTO jetflow_inbox%'",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("pg_stat_activity");
+        (n == 1).then_some(())
+    })
+    .await;
 }
 
 /// A claim dropped while it waits (an app aborted mid-claim) leaves no
@@ -440,17 +446,7 @@ async fn postgres_claim_dropped_midway_leaves_its_connection_clean() {
         let (store, key) = (store.clone(), key.clone());
         async move { store.claim(&key, lease).await }
     });
-    jetflow_tests::eventually(WAIT, "the second claim waits on a lock", || async {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND query LIKE 'INSERT INTO jetflow_inbox%'",
-        )
-        .fetch_one(&pool)
-        .await
-        .expect("pg_stat_activity");
-        (n == 1).then_some(())
-    })
-    .await;
+    second_claim_waits_on_a_lock(&pool).await;
     waiting.abort(); // the claim future is dropped while its INSERT waits
     let _ = waiting.await;
     holder.release(&key, &first).await.expect("release");
