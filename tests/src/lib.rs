@@ -17,6 +17,32 @@ pub mod ops;
 /// Upper bound of any single wait in a test.
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// Runs the body of the test `name` on a runtime of its own (two workers,
+/// as `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` does)
+/// and fails it after `limit`. The runtime is then shut down within 10s:
+/// a blocking call still stuck on a server the test stopped cannot hold
+/// the test binary (`#[tokio::test]` waits for it, unbounded).
+pub fn run_bounded(name: &str, limit: Duration, body: impl std::future::Future<Output = ()>) {
+    use futures_util::FutureExt as _;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime for the test");
+    let outcome = runtime.block_on(async {
+        // the timer is made inside the runtime
+        std::panic::AssertUnwindSafe(tokio::time::timeout(limit, body))
+            .catch_unwind()
+            .await
+    });
+    runtime.shutdown_timeout(Duration::from_secs(10));
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => panic!("{name} did not finish within {limit:?}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 /// Logs to the test output (`RUST_LOG` to change the filter).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -4,7 +4,13 @@
 //! private redis-server, `rabbitmq::*` on a vhost of a private
 //! rabbitmq-server node, `kafka::*` on a private tansu broker.
 
+use std::time::Duration;
+
 use jetflow_tests::conformance::{self as c, Broker, Kind};
+
+/// The most one scenario may take (its waits are bounded by
+/// `jetflow_tests::WAIT` each; this bounds the whole).
+const LIMIT: Duration = Duration::from_secs(300);
 
 /// One module per transport, one test per scenario.
 macro_rules! conformance {
@@ -18,15 +24,18 @@ macro_rules! scenarios {
         mod $transport {
             use super::*;
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
+                #[test]
+                fn $scenario() {
                     // the nats-server floor pass runs the JetStream column only
                     if $kind != Kind::Nats
                         && jetflow_tests::skip_on_nats_floor(stringify!($scenario))
                     {
                         return;
                     }
-                    c::$scenario(Broker::new($kind, stringify!($scenario)).await).await;
+                    let name = concat!(stringify!($transport), "::", stringify!($scenario));
+                    jetflow_tests::run_bounded(name, LIMIT, async {
+                        c::$scenario(Broker::new($kind, stringify!($scenario)).await).await;
+                    });
                 }
             )*
         }

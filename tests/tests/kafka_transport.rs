@@ -302,3 +302,68 @@ async fn a_bad_url_and_a_missing_broker_are_explained() {
         .to_string();
     assert!(err.contains("no Kafka broker answered"), "{err}");
 }
+
+/// A stop while the broker is gone returns within the grace period, and
+/// the runtime then shuts down: the members' last commits and their
+/// consumers' close wait for the group coordinator, with no bound of their
+/// own, on threads nothing waits for past the grace period (a
+/// `spawn_blocking` there would hold the runtime's shutdown, so the
+/// process's exit, for as long as the broker stays away).
+#[test]
+fn a_stop_with_the_broker_gone_ends_and_so_does_the_runtime() {
+    const PARCELS: usize = 20;
+    let grace = Duration::from_secs(3);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (took, stopped) = runtime.block_on(async {
+        let mut server = kafka_server().await;
+        let ledger = Ledger::default();
+        let app = App::new("t")
+            .url(format!("{}?partitions=4", server.url()))
+            .shutdown_grace(grace)
+            .state(ledger.clone())
+            .handler(take_parcel)
+            .start()
+            .await
+            .expect("app starts");
+        for i in 0..PARCELS {
+            app.bus()
+                .publish(&Parcel {
+                    key: format!("p{i}"),
+                })
+                .await
+                .expect("published");
+        }
+        app.wait_stats("take_parcel", WAIT, |s| s.acked >= PARCELS as u64)
+            .await
+            .expect("all handled");
+        server.kill().await.expect("the broker is killed");
+        let started = std::time::Instant::now();
+        let stopped = tokio::time::timeout(WAIT, app.stop())
+            .await
+            .expect("the stop returns");
+        (started.elapsed(), stopped)
+    });
+    // the grace period, its slack, and the producer's flush (10s at most)
+    assert!(
+        took < grace + Duration::from_secs(15),
+        "the stop took {took:?}"
+    );
+    if let Err(e) = stopped {
+        assert!(
+            e.to_string().contains("grace period"),
+            "the only error is what could not be confirmed in time: {e}"
+        );
+    }
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(runtime);
+        let _ = done.send(());
+    });
+    ended
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the runtime shut down with the broker gone");
+}

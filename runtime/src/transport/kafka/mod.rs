@@ -30,6 +30,10 @@
 //!   watermark (never past an unfinished record); a rebalance hands the
 //!   unfinished records to the partition's next owner. At least once: a
 //!   record finished after an unfinished one may come again after a crash.
+//!   A stop commits each member's watermarks and leaves the group; it waits
+//!   for that within its grace period only (with the broker gone, the
+//!   group coordinator never answers: the consumer closes on a thread of
+//!   its own, so the process still exits).
 //! - **Retry**: Kafka has no per-message redelivery or delay. The runtime
 //!   waits out a retry delay itself (only that message waits; ordered
 //!   handlers retry in their lane, so a failing event holds back its own
@@ -68,6 +72,7 @@
 //! # }
 //! ```
 
+mod leave;
 mod subscription;
 mod topology;
 mod wire;
@@ -144,6 +149,8 @@ struct Shared {
     admin: AdminClient<DefaultClientContext>,
     /// Subject pattern -> stream, from the streams this process declared.
     routes: RwLock<Vec<(String, String)>>,
+    /// Closed members on their way out of their groups.
+    leaving: Arc<leave::Leaving>,
 }
 
 impl std::fmt::Debug for KafkaTransport {
@@ -205,6 +212,7 @@ impl KafkaTransport {
                 producer,
                 admin,
                 routes: RwLock::new(Vec::new()),
+                leaving: Arc::default(),
             }),
         };
         // a metadata request proves a broker answers
@@ -497,6 +505,7 @@ impl Transport for KafkaTransport {
             consumer.stream.clone(),
             consumer.filter_subject.clone(),
             &consumer.durable,
+            self.shared.leaving.clone(),
         ))
     }
 
@@ -539,6 +548,8 @@ impl Transport for KafkaTransport {
     async fn flush(&self) -> Result<(), BoxError> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.shared.producer.flush(REQUEST_TIMEOUT)).await??;
+        // the final commits of the members whose deliveries are settled
+        self.shared.leaving.settled_members_left().await;
         Ok(())
     }
 }

@@ -12,7 +12,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
 
 use bytes::Bytes;
 use rdkafka::consumer::{
@@ -23,6 +22,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
+use super::leave::{Detached, Leaving};
 use super::wire;
 use crate::event::subject_matches;
 use crate::transport::{
@@ -119,16 +119,18 @@ fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
 
 pub(super) type Consumer = StreamConsumer<Rebalancing>;
 
-struct Shared {
+/// One member of a consumer group: the state a [`KafkaSubscription`]
+/// shares with its ackers and, once closed, with [`Leaving`].
+pub(super) struct Member {
     /// Set by `close`: a retry is given back (left uncommitted) rather
     /// than delivered again.
     closing: AtomicBool,
-    consumer: Consumer,
+    consumer: Detached<Consumer>,
     tracker: Arc<Mutex<Tracker>>,
     topic: String,
 }
 
-impl Shared {
+impl Member {
     /// Is `partition` still this member's, in assignment `generation`?
     fn owns(&self, partition: i32, generation: u64) -> bool {
         lock(&self.tracker)
@@ -161,7 +163,7 @@ impl Shared {
     }
 }
 
-impl Shared {
+impl Member {
     /// `offset` stays uncommitted: the partition's next owner gets it.
     fn give_back(&self, partition: i32, offset: i64, generation: u64) {
         let mut t = lock(&self.tracker);
@@ -173,15 +175,16 @@ impl Shared {
     }
 
     /// Every record delivered is settled or given back.
-    fn drained(&self) -> bool {
+    pub(super) fn drained(&self) -> bool {
         lock(&self.tracker)
             .partitions
             .values()
             .all(|p| p.in_flight.iter().all(|o| p.given_back.contains(o)))
     }
 
-    /// Commits the watermarks synchronously and leaves the group (blocking).
-    fn leave(&self) {
+    /// Commits the watermarks synchronously and leaves the group (blocking:
+    /// see [`Leaving`]).
+    pub(super) fn leave(&self) {
         let marks: Vec<(i32, i64)> = lock(&self.tracker)
             .partitions
             .iter()
@@ -201,10 +204,6 @@ impl Shared {
     }
 }
 
-/// How long a closed subscription waits for its deliveries to be settled
-/// before it leaves the group anyway (the rest comes back to the group).
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// A retry on its way back to the subscription.
 struct Again {
     message: Message<KafkaAcker>,
@@ -213,13 +212,14 @@ struct Again {
 /// One member of the consumer group of a durable: see the [module
 /// docs](super) for how records map to deliveries.
 pub struct KafkaSubscription {
-    shared: Arc<Shared>,
+    shared: Arc<Member>,
     credits: usize,
     again_tx: mpsc::UnboundedSender<Again>,
     again_rx: mpsc::UnboundedReceiver<Again>,
     filter: String,
     stream: Arc<str>,
     durable: Arc<str>,
+    leaving: Arc<Leaving>,
 }
 
 impl std::fmt::Debug for KafkaSubscription {
@@ -239,13 +239,14 @@ impl KafkaSubscription {
         topic: String,
         filter: String,
         durable: &str,
+        leaving: Arc<Leaving>,
     ) -> KafkaSubscription {
         let (again_tx, again_rx) = mpsc::unbounded_channel();
         KafkaSubscription {
             stream: Arc::from(topic.as_str()),
-            shared: Arc::new(Shared {
+            shared: Arc::new(Member {
                 closing: AtomicBool::new(false),
-                consumer,
+                consumer: Detached::new(consumer),
                 tracker,
                 topic,
             }),
@@ -254,6 +255,7 @@ impl KafkaSubscription {
             again_rx,
             filter,
             durable: Arc::from(durable),
+            leaving,
         }
     }
 
@@ -360,9 +362,9 @@ impl Subscription for KafkaSubscription {
         // Deliveries still running are settled after this returns (the
         // runtime finishes them alongside); unstarted ones are given back
         // with a retry. The member stays in the group until all are
-        // settled or given back (at most DRAIN_TIMEOUT), commits its
-        // watermarks and leaves: what was given back stays uncommitted and
-        // comes to the partition's next owner.
+        // settled or given back, commits its watermarks and leaves (see
+        // `Leaving`): what was given back stays uncommitted and comes to
+        // the partition's next owner.
         self.shared.closing.store(true, Ordering::SeqCst);
         let mut given_back = 0;
         while let Ok(again) = self.again_rx.try_recv() {
@@ -370,19 +372,7 @@ impl Subscription for KafkaSubscription {
             self.shared.give_back(a.partition, a.offset, a.generation);
             given_back += 1;
         }
-        let shared = self.shared;
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-            while !shared.drained() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            // leaving blocks (it waits for the group coordinator)
-            let _ = tokio::task::spawn_blocking(move || {
-                shared.leave();
-                drop(shared);
-            })
-            .await;
-        });
+        self.leaving.start(self.shared);
         given_back
     }
 }
@@ -408,7 +398,7 @@ struct Copy {
 /// progress does nothing (nothing expires on Kafka).
 #[derive(Debug, Clone)]
 pub struct KafkaAcker {
-    shared: Weak<Shared>,
+    shared: Weak<Member>,
     again: mpsc::UnboundedSender<Again>,
     partition: i32,
     offset: i64,
@@ -416,9 +406,9 @@ pub struct KafkaAcker {
     copy: Arc<Copy>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for Member {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("Member")
             .field("topic", &self.topic)
             .finish_non_exhaustive()
     }

@@ -13,6 +13,7 @@ use rdkafka::message::Message as _;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use super::leave::Detached;
 use super::{KafkaOptions, REQUEST_TIMEOUT, wire};
 use crate::topology::{ConsumerState, StreamDecl, TopologyError};
 use crate::transport::Stored;
@@ -113,7 +114,7 @@ pub(super) fn read_topic(
     topic: &str,
 ) -> Result<Option<Vec<Stored>>, TopologyError> {
     let read = |e| TopologyError::read(format!("topic `{topic}`"), "read", e);
-    let consumer: BaseConsumer = config.create().map_err(read)?;
+    let consumer: Detached<BaseConsumer> = Detached::new(config.create().map_err(read)?);
     let Some(marks) = watermarks(&consumer, topic)? else {
         return Ok(None);
     };
@@ -167,7 +168,7 @@ pub(super) fn group_state(
     topic: &str,
 ) -> Result<ConsumerState, TopologyError> {
     let read = |e| TopologyError::read(format!("the consumer group on `{topic}`"), "read", e);
-    let consumer: BaseConsumer = config.create().map_err(read)?;
+    let consumer: Detached<BaseConsumer> = Detached::new(config.create().map_err(read)?);
     let Some(marks) = watermarks(&consumer, topic)? else {
         return Err(TopologyError::read(
             format!("the consumer group on `{topic}`"),
