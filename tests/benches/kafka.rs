@@ -29,18 +29,18 @@
 //!   (each run has a new broker), reading from the start of the topic:
 //!   - jetflow: an `App` with one `#[handler]` that decodes the JSON into
 //!     the event and counts, at `concurrency = 1` and at `concurrency = 64`
-//!     (two groups); the runtime acks each record, which commits the
-//!     partition's handled watermark (`commit`, `CommitMode::Async`, one
-//!     per record);
+//!     (two groups); the runtime acks each record, which stores the
+//!     partition's handled watermark (`store_offsets`) for librdkafka's
+//!     auto commit (every second);
 //!   - raw, same commits: a `StreamConsumer` with jetflow's consumer
-//!     settings (manual commits, `session.timeout.ms=10000`,
-//!     `auto.offset.reset=earliest`), one loop: `recv`, check the
-//!     `jetflow-subject` header, decode the JSON, count,
-//!     `commit_message(CommitMode::Async)`;
-//!   - raw, stored offsets (a reference, not what jetflow does): the same
-//!     loop with `store_offset_from_message` and librdkafka's auto commit
-//!     (every 5 s): the usual at-least-once rdkafka consumer, one commit
-//!     request per 5 s instead of one per record.
+//!     settings (`session.timeout.ms=10000`, `auto.offset.reset=earliest`,
+//!     auto commit every second of the offsets stored), one loop: `recv`,
+//!     check the `jetflow-subject` header, decode the JSON, count,
+//!     `store_offset_from_message`: the usual at-least-once rdkafka
+//!     consumer;
+//!   - raw, commit each (a reference for jetflow's earlier design, one
+//!     commit request per record): the same loop with manual commits,
+//!     `commit_message(CommitMode::Async)`.
 //!
 //!   The raw loop is sequential: with a handler that does nothing,
 //!   concurrency adds no speed to hand-written code, so it is the
@@ -190,9 +190,11 @@ async fn consume_jetflow<H: Handler>(
 /// How the raw consumer records its progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Commits {
-    /// `commit_message(CommitMode::Async)` per record, as jetflow commits.
+    /// `commit_message(CommitMode::Async)` per record, as jetflow committed
+    /// before it stored offsets.
     EachAsync,
-    /// `store_offset_from_message` per record, librdkafka's auto commit.
+    /// `store_offset_from_message` per record, librdkafka's auto commit
+    /// every second, as jetflow commits.
     Stored,
 }
 
@@ -226,6 +228,7 @@ async fn consume_raw(
         .set("group.id", group)
         .set("enable.auto.commit", auto)
         .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")

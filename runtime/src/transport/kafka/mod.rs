@@ -28,8 +28,11 @@
 //!   other subjects of the topic are skipped (committed) at no credit.
 //! - **Offsets** are committed per partition up to the contiguous handled
 //!   watermark (never past an unfinished record); a rebalance hands the
-//!   unfinished records to the partition's next owner. At least once: a
-//!   record finished after an unfinished one may come again after a crash.
+//!   unfinished records to the partition's next owner. A settlement stores
+//!   the watermark, and librdkafka commits what is stored every second, at
+//!   a rebalance and when the member leaves (no request per record). At
+//!   least once: what a member finished in its last second, and a record
+//!   finished after an unfinished one, may come again after a crash.
 //!   A stop commits each member's watermarks and leaves the group; it waits
 //!   for that within its grace period only (with the broker gone, the
 //!   group coordinator never answers: the consumer closes on a thread of
@@ -104,6 +107,11 @@ use crate::transport::{
 /// How long a request to the cluster (metadata, admin, a delivery report)
 /// may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a member commits the watermarks its settlements stored (it
+/// also commits them at a rebalance and when it leaves): what a crashed
+/// member handled in its last interval comes again.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How jetflow creates topics; in a URL as `kafka://host:port?partitions=8&replication=3`.
 ///
@@ -495,6 +503,13 @@ impl Transport for KafkaTransport {
         let kafka: subscription::Consumer = self
             .consumer_config(&consumer.durable)
             .set("auto.offset.reset", reset)
+            // the member stores its watermark per settlement; librdkafka
+            // commits what is stored
+            .set("enable.auto.commit", "true")
+            .set(
+                "auto.commit.interval.ms",
+                COMMIT_INTERVAL.as_millis().to_string(),
+            )
             .create_with_context(subscription::Rebalancing {
                 tracker: tracker.clone(),
             })?;

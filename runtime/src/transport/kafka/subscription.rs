@@ -18,6 +18,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::Message as _;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -140,7 +141,9 @@ impl Member {
     }
 
     /// `offset` of `partition` (of assignment `generation`) is settled:
-    /// commits the new watermark, if it moved.
+    /// stores the new watermark, if it moved, for librdkafka's next commit
+    /// (every [`COMMIT_INTERVAL`](super::COMMIT_INTERVAL), at a rebalance
+    /// and when the member leaves).
     fn settled(&self, partition: i32, offset: i64, generation: u64) -> Result<(), SettleError> {
         let mark = {
             let mut t = lock(&self.tracker);
@@ -156,10 +159,13 @@ impl Member {
         let Some(mark) = mark else { return Ok(()) };
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(&self.topic, partition, Offset::Offset(mark))
-            .map_err(|e| SettleError::new("commit", e))?;
-        self.consumer
-            .commit(&list, CommitMode::Async)
-            .map_err(|e| SettleError::new("commit", e))
+            .map_err(|e| SettleError::new("store the offset of", e))?;
+        match self.consumer.store_offsets(&list) {
+            // revoked meanwhile (the callback has not run yet): its next
+            // owner has it
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::State) => Ok(()),
+            r => r.map_err(|e| SettleError::new("store the offset of", e)),
+        }
     }
 }
 
