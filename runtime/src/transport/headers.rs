@@ -159,6 +159,17 @@ impl Headers {
         self.entries.push((intern_name(name), value.to_owned()));
     }
 
+    /// Adds a pair a transport read from a wire that can carry what
+    /// [`Headers`] cannot (a name with `:`, a value with CR or LF, written
+    /// by a foreign producer): such a pair is refused, not stored.
+    /// Well-known names are stored without allocating.
+    #[cfg_attr(not(any(feature = "kafka", feature = "rabbitmq")), allow(dead_code))]
+    pub(crate) fn try_push_received(&mut self, name: &str, value: &str) -> Result<(), HeaderError> {
+        let entry = checked(intern_name(name), value.to_owned())?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
     /// Sets `name` like [`try_insert`](Headers::try_insert), without
     /// allocating a well-known name (`traceparent`, `ce-id`, ...).
     #[cfg_attr(not(feature = "otel"), allow(dead_code))]

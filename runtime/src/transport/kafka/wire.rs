@@ -60,8 +60,9 @@ pub(super) fn encode(headers: &Headers, subject: &str, id: &str) -> OwnedHeaders
 }
 
 /// The subject and jetflow's headers of a record (`None` for a record
-/// without a subject: not published by jetflow). Header values that are
-/// not UTF-8 are dropped.
+/// without a subject: not published by jetflow). Headers that a jetflow
+/// header cannot carry (a value that is not UTF-8 or holds CR or LF, a name
+/// with `:`) are dropped.
 pub(super) fn decode(headers: Option<&BorrowedHeaders>) -> Option<(String, Headers)> {
     let headers = headers?;
     let mut subject = None;
@@ -73,7 +74,11 @@ pub(super) fn decode(headers: Option<&BorrowedHeaders>) -> Option<(String, Heade
         match h.key {
             SUBJECT => subject = Some(value.to_owned()),
             ID => {}
-            name => out.append(name.to_owned(), value),
+            // a foreign producer's header that a jetflow header cannot
+            // carry is dropped, as a value that is not UTF-8 is
+            name => {
+                let _ = out.try_push_received(name, value);
+            }
         }
     }
     Some((subject?, out))
@@ -108,5 +113,33 @@ mod tests {
         assert_eq!(back.get("ce-id"), Some("x"));
         assert_eq!(back.get_all("tag").collect::<Vec<_>>(), ["a", "b"]);
         assert!(!back.contains(ID));
+    }
+
+    #[test]
+    fn headers_a_jetflow_header_cannot_carry_are_dropped() {
+        let foreign = OwnedHeaders::new()
+            .insert(Header {
+                key: SUBJECT,
+                value: Some("order.created.v1"),
+            })
+            .insert(Header {
+                key: "x-multi-line",
+                value: Some("a\r\nb"),
+            })
+            .insert(Header {
+                key: "x:colon",
+                value: Some("v"),
+            })
+            .insert(Header {
+                key: "x-binary",
+                value: Some(&[0xff_u8, 0xfe][..]),
+            })
+            .insert(Header {
+                key: "ce-id",
+                value: Some("42"),
+            });
+        let (subject, back) = decode(Some(foreign.as_borrowed())).expect("has a subject");
+        assert_eq!(subject, "order.created.v1");
+        assert_eq!(back.iter().collect::<Vec<_>>(), [("ce-id", "42")]);
     }
 }

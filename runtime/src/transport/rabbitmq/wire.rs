@@ -98,13 +98,13 @@ pub(super) fn headers(table: Option<&FieldTable>) -> Headers {
             AMQPValue::FieldArray(values) => {
                 for v in values.as_slice() {
                     if let Some(text) = text(v) {
-                        headers.push_received(name, &text);
+                        let _ = headers.try_push_received(name, &text);
                     }
                 }
             }
             other => {
                 if let Some(text) = text(other) {
-                    headers.push_received(name, &text);
+                    let _ = headers.try_push_received(name, &text);
                 }
             }
         }
@@ -172,5 +172,18 @@ mod tests {
         assert_eq!(back.get("ce-id"), Some("1"));
         assert_eq!(back.get_all("tag").collect::<Vec<_>>(), ["a", "b"]);
         assert!(!back.contains(DELIVERY_COUNT) && !back.contains(SUBJECT));
+    }
+
+    #[test]
+    fn headers_a_jetflow_header_cannot_carry_are_dropped() {
+        let mut t = FieldTable::default();
+        t.insert(
+            "x-multi-line".into(),
+            AMQPValue::LongString("a\r\nb".into()),
+        );
+        t.insert("x:colon".into(), AMQPValue::LongString("v".into()));
+        t.insert("ce-id".into(), AMQPValue::LongString("42".into()));
+        let back = headers(Some(&t));
+        assert_eq!(back.iter().collect::<Vec<_>>(), [("ce-id", "42")]);
     }
 }
