@@ -34,7 +34,7 @@ pub use app::{App, AppHandle, ConnectOptions, WaitError};
 pub use error::{Error, Result};
 pub use event::{Event, Notification};
 pub use handler::{Context, Handler, HandlerError, State};
-pub use publish::{Bus, PubAck, PublishError};
+pub use publish::{Bus, PubAck, PublishError, WireProfile};
 pub use status::{HandlerStatus, LoopState};
 pub use telemetry::HandlerStats;
 pub use transport::{Headers, memory};

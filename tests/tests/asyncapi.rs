@@ -141,3 +141,26 @@ fn channels_operations_and_bindings_describe_the_app() {
     assert!(yaml.starts_with("asyncapi: \"3.0.0\"\n"), "{yaml}");
     assert!(yaml.contains("queue: inventory--order_created"), "{yaml}");
 }
+
+/// An app publishing with the lean wire profile documents the `ce-*`
+/// headers as optional (its own events do not carry them), and the
+/// document still validates.
+#[test]
+fn a_lean_app_documents_the_ce_headers_as_optional() {
+    let required = |app: App| {
+        app.asyncapi().to_json()["components"]["messages"]["stock_reserved_v1"]["headers"]
+            ["required"]
+            .clone()
+    };
+    assert_eq!(
+        required(app()),
+        serde_json::json!(["ce-specversion", "ce-id", "ce-type", "ce-source", "ce-time"])
+    );
+    let lean = app().wire_profile(jetflow::WireProfile::Lean);
+    assert_eq!(required(lean), serde_json::json!([]));
+    let doc = app()
+        .wire_profile(jetflow::WireProfile::Lean)
+        .asyncapi()
+        .to_json();
+    assert!(errors(&validator(), &doc).is_empty());
+}

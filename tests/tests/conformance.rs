@@ -50,6 +50,7 @@ conformance!(
     kafka => Kind::Kafka;
     [
         payload_and_headers_intact,
+        lean_wire_profile_keeps_the_event_id,
         parallel_publishers_all_received,
         batch_publish_pipelined,
         subjects_are_isolated,

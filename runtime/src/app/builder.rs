@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::event::{Event, EventInfo};
 use crate::handler::{Extensions, Handler};
 use crate::idempotency::IdempotencyStore;
+use crate::publish::WireProfile;
 use crate::topology::{StreamSettings, TopologyPolicy};
 use crate::transport::Transport;
 use crate::transport::nats::PullTiming;
@@ -49,6 +50,8 @@ pub struct App {
     pub(super) give_up_after: Option<Duration>,
     pub(super) pull: PullTiming,
     pub(super) publishes: Vec<EventInfo>,
+    /// Which headers the app's events carry.
+    pub(super) wire: WireProfile,
     /// Where the ops listener listens (`None`: off).
     pub(super) ops: Option<String>,
     /// Routes of the service's own on the ops listener.
@@ -104,6 +107,7 @@ impl App {
             give_up_after: None,
             pull: PullTiming::default(),
             publishes: Vec::new(),
+            wire: WireProfile::CloudEvents,
             ops: None,
             #[cfg(feature = "ops")]
             ops_routes: None,
@@ -198,12 +202,35 @@ impl App {
     /// [`publishes`](App::publishes); see [`crate::asyncapi`].
     pub fn asyncapi(&self) -> crate::asyncapi::AsyncApi {
         let receivers = self.handlers.iter().map(|h| h.describe(&self.name));
-        crate::asyncapi::AsyncApi::new(&self.name, &self.connect.url, receivers, &self.publishes)
+        crate::asyncapi::AsyncApi::new(
+            &self.name,
+            &self.connect.url,
+            receivers,
+            &self.publishes,
+            self.wire,
+        )
     }
 
     /// What to do when streams or consumers differ from the code.
     pub fn topology_policy(mut self, policy: TopologyPolicy) -> App {
         self.policy = policy;
+        self
+    }
+
+    /// Which headers the events this app publishes carry:
+    /// [`WireProfile::CloudEvents`] by default (every CloudEvents attribute
+    /// in a header, for consumers in other languages), or
+    /// [`WireProfile::Lean`] (the event id in the transport's own id field,
+    /// and what a consumer cannot derive). Consuming reads both.
+    ///
+    /// ```
+    /// use jetflow::{App, WireProfile};
+    ///
+    /// let app = App::new("orders").wire_profile(WireProfile::Lean);
+    /// # let _ = app;
+    /// ```
+    pub fn wire_profile(mut self, profile: WireProfile) -> App {
+        self.wire = profile;
         self
     }
 

@@ -270,6 +270,7 @@ pub(super) async fn start<T: Transport>(
     let bus = Bus::declaring(
         transport.clone(),
         app.name.clone(),
+        app.wire,
         declared.clone(),
         PublishMetrics::new(metrics_on),
     );

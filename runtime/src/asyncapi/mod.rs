@@ -45,7 +45,7 @@ use serde_json::{Map, Value, json};
 
 use crate::event::{EventInfo, version_number};
 use crate::handler::Handler;
-use crate::publish::headers;
+use crate::publish::{WireProfile, headers};
 use crate::topology::durable_name;
 
 /// The version of the AsyncAPI specification the document follows.
@@ -89,6 +89,7 @@ impl AsyncApi {
         url: &str,
         receivers: impl Iterator<Item = Receiver>,
         publishes: &[EventInfo],
+        profile: WireProfile,
     ) -> AsyncApi {
         let receivers: Vec<Receiver> = receivers.collect();
         // Every version the app knows, per event name, oldest first.
@@ -120,7 +121,7 @@ impl AsyncApi {
                     key.clone(),
                     json!({ "$ref": format!("#/components/messages/{key}") }),
                 );
-                messages.insert(key, message(info, &mut generator));
+                messages.insert(key, message(info, profile, &mut generator));
             }
             let enum_: Vec<&str> = versions.iter().map(|v| v.version).collect();
             channels.insert(
@@ -220,12 +221,35 @@ impl AsyncApi {
     }
 }
 
-/// The message of one event version: payload schema, CloudEvents headers.
-fn message(info: &EventInfo, generator: &mut schemars::SchemaGenerator) -> Value {
+/// The message of one event version: payload schema, CloudEvents headers
+/// (required when the app publishes [`WireProfile::CloudEvents`]).
+fn message(
+    info: &EventInfo,
+    profile: WireProfile,
+    generator: &mut schemars::SchemaGenerator,
+) -> Value {
     let payload = info
         .schema(generator)
         .map_or_else(|| json!({ "type": "object" }), |s| s.to_value());
     let string = |description: &str| json!({ "type": "string", "description": description });
+    let (required, note) = match profile {
+        WireProfile::CloudEvents => (
+            vec![
+                headers::SPEC_VERSION,
+                headers::ID,
+                headers::TYPE,
+                headers::SOURCE,
+                headers::TIME,
+            ],
+            "CloudEvents binary mode.",
+        ),
+        WireProfile::Lean => (
+            Vec::new(),
+            "Published with the lean wire profile: the event id is in the transport's own id \
+             field (`Nats-Msg-Id` on JetStream), the type is the subject, the time is the \
+             broker's; these headers are present only on messages of CloudEvents publishers.",
+        ),
+    };
     json!({
         "name": info.subject,
         "title": format!("{} {}", info.name, info.version),
@@ -233,7 +257,8 @@ fn message(info: &EventInfo, generator: &mut schemars::SchemaGenerator) -> Value
         "contentType": "application/json",
         "headers": {
             "type": "object",
-            "required": [headers::SPEC_VERSION, headers::ID, headers::TYPE, headers::SOURCE, headers::TIME],
+            "description": note,
+            "required": required,
             "properties": {
                 headers::SPEC_VERSION: { "type": "string", "const": "1.0", "description": "CloudEvents spec version." },
                 headers::ID: string("Event id: a UUIDv7, or `{subject}:{key}` for events with a business key; also `Nats-Msg-Id`."),

@@ -22,7 +22,7 @@ use crate::dlq;
 use crate::handler::context::{Inner, NoProgress, WithProgress};
 use crate::handler::{BoxFuture, Context, Extensions, HandlerError};
 use crate::idempotency::{self, ClaimToken, Key};
-use crate::publish::{Bus, headers};
+use crate::publish::Bus;
 use crate::retry::Action;
 use crate::telemetry::{Outcome, traced};
 use crate::transport::{Acker, DeliveryInfo, Headers, Message, Settle};
@@ -62,7 +62,7 @@ enum Waited {
 
 impl Shared {
     pub(super) async fn process<A: Acker>(&self, m: Message<A>) {
-        let event_id = m.headers.get(headers::ID).map(str::to_owned);
+        let event_id = crate::publish::received_id(&m.headers).map(str::to_owned);
         let (span, trace_id) = traced::handler_span(traced::Delivery {
             system: self.bus.transport().system(),
             handler: self.binding.handler,

@@ -87,7 +87,6 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::event::headers;
 use crate::handler::BoxFuture;
 use crate::transport::{DeliveryInfo, Headers};
 
@@ -244,12 +243,8 @@ pub trait IdempotencyStore: std::fmt::Debug + Send + Sync + 'static {
 /// assert_eq!(event_id(&headers, &info), "0190b2d4-...");
 /// ```
 pub fn event_id(headers: &Headers, info: &DeliveryInfo) -> String {
-    headers
-        .get(headers::ID)
-        .or_else(|| headers.get(headers::NATS_MSG_ID))
-        .filter(|id| !id.is_empty())
-        .map_or_else(
-            || format!("{}:{}", info.stream, info.stream_sequence),
-            str::to_owned,
-        )
+    crate::publish::received_id(headers).map_or_else(
+        || format!("{}:{}", info.stream, info.stream_sequence),
+        str::to_owned,
+    )
 }

@@ -73,7 +73,7 @@ use thiserror::Error;
 use tokio::sync::OnceCell;
 
 use crate::event::Event;
-use crate::publish::{PublishError, encode, event_headers};
+use crate::publish::{PublishError, WireProfile, encode, event_headers};
 
 /// The channel the relay listens on.
 pub(crate) const CHANNEL: &str = "jetflow_outbox";
@@ -180,8 +180,11 @@ impl Outbox {
         event: &E,
     ) -> Result<String, OutboxError> {
         self.ready().await?;
-        let (payload, id, time) = encode(event)?;
-        let mut headers = event_headers::<E>(&self.source, &id, time.as_deref(), None, None);
+        let (payload, id) = encode(event)?;
+        // the outbox's rows keep the whole contract (they outlive the app's
+        // configuration; the relay may run in another process)
+        let mut headers =
+            event_headers::<E>(WireProfile::CloudEvents, &self.source, &id, None, None);
         // The caller's trace context is stored with the row: the relay's
         // publish continues it (feature `otel`; nothing otherwise).
         crate::telemetry::traced::inject(&mut headers);

@@ -100,11 +100,11 @@ impl PublishBatch {
                 None,
             ));
         }
-        let (payload, id, time) = super::encode(event)?;
+        let (payload, id) = super::encode(event)?;
         let headers = super::event_headers::<E>(
+            self.bus.wire_profile(),
             self.bus.source(),
             &id,
-            time.as_deref(),
             self.correlation.as_deref(),
             self.causation.as_deref(),
         );

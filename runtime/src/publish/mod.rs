@@ -2,16 +2,18 @@
 //! broker's acknowledgement and retries a lost one with the same message id.
 
 mod batch;
+mod profile;
 
 pub use crate::event::headers;
 pub use crate::transport::{PubAck, PublishError, PublishErrorKind};
 pub use batch::{BatchError, PublishBatch};
+pub use profile::WireProfile;
+pub(crate) use profile::{event_headers, received_id};
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use time::format_description::well_known::Rfc3339;
 use tracing::Instrument as _;
 
 use crate::event::{Event, Notification};
@@ -55,6 +57,7 @@ pub struct Bus {
 struct Inner {
     transport: Box<dyn DynTransport>,
     source: String,
+    profile: WireProfile,
     attempts: u32,
     metrics: PublishMetrics,
     /// The app's streams: one that vanished is recreated when a publish
@@ -67,6 +70,7 @@ impl std::fmt::Debug for Bus {
         f.debug_struct("Bus")
             .field("transport", &self.inner.transport.describe())
             .field("source", &self.inner.source)
+            .field("profile", &self.inner.profile)
             .finish_non_exhaustive()
     }
 }
@@ -74,7 +78,13 @@ impl std::fmt::Debug for Bus {
 impl Bus {
     /// A bus on `transport`; `source` names the publishing service (`ce-source`).
     pub fn on(transport: impl Transport, source: impl Into<String>) -> Bus {
-        Bus::with(transport, source.into(), None, PublishMetrics::new(true))
+        Bus::with(
+            transport,
+            source.into(),
+            WireProfile::CloudEvents,
+            None,
+            PublishMetrics::new(true),
+        )
     }
 
     /// An app's bus: a publish that finds no stream recreates the app's
@@ -82,15 +92,17 @@ impl Bus {
     pub(crate) fn declaring(
         transport: impl Transport,
         source: String,
+        profile: WireProfile,
         declared: Arc<Declared>,
         metrics: PublishMetrics,
     ) -> Bus {
-        Bus::with(transport, source, Some(declared), metrics)
+        Bus::with(transport, source, profile, Some(declared), metrics)
     }
 
     fn with(
         transport: impl Transport,
         source: String,
+        profile: WireProfile,
         declared: Option<Arc<Declared>>,
         metrics: PublishMetrics,
     ) -> Bus {
@@ -98,6 +110,7 @@ impl Bus {
             inner: Arc::new(Inner {
                 transport: Box::new(transport),
                 source,
+                profile,
                 attempts: 3,
                 declared,
                 metrics,
@@ -135,6 +148,11 @@ impl Bus {
         &self.inner.source
     }
 
+    /// Which headers this bus's events carry.
+    pub fn wire_profile(&self) -> WireProfile {
+        self.inner.profile
+    }
+
     /// Publishes `event` on [`Event::SUBJECT`] and returns the PubAck.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<PubAck, PublishError> {
         self.publish_caused(event, None, None).await
@@ -162,12 +180,12 @@ impl Bus {
                 None,
             ));
         }
-        let (payload, id, time) = encode(event)?;
+        let (payload, id) = encode(event)?;
         let make_headers = || {
             event_headers::<E>(
+                self.inner.profile,
                 &self.inner.source,
                 &id,
-                time.as_deref(),
                 correlation,
                 causation,
             )
@@ -190,11 +208,11 @@ impl Bus {
         causation: Option<&str>,
     ) -> Result<(), PublishError> {
         let subject = E::SUBJECT;
-        let (payload, id, time) = encode(event)?;
+        let (payload, id) = encode(event)?;
         let headers = event_headers::<E>(
+            self.inner.profile,
             &self.inner.source,
             &id,
-            time.as_deref(),
             correlation,
             causation,
         );
@@ -430,8 +448,8 @@ fn raw_checks(subject: &str, headers: &Headers) -> Result<String, PublishError> 
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()))
 }
 
-/// JSON payload, event id and publish time of `event`.
-pub(crate) fn encode<E: Event>(event: &E) -> Result<(Bytes, String, Option<String>), PublishError> {
+/// JSON payload and event id of `event`.
+pub(crate) fn encode<E: Event>(event: &E) -> Result<(Bytes, String), PublishError> {
     let subject = E::SUBJECT;
     let payload = serde_json::to_vec(event)
         .map_err(|e| PublishError::new(subject, PublishErrorKind::Encode, Some(e.into())))?;
@@ -446,32 +464,5 @@ pub(crate) fn encode<E: Event>(event: &E) -> Result<(Bytes, String, Option<Strin
         Some(key) => format!("{subject}:{key}"),
         None => uuid::Uuid::now_v7().to_string(),
     };
-    let time = time::OffsetDateTime::now_utc().format(&Rfc3339).ok();
-    Ok((payload.into(), id, time))
-}
-
-/// The wire contract's headers of one event.
-pub(crate) fn event_headers<E: Event>(
-    source: &str,
-    id: &str,
-    time: Option<&str>,
-    correlation: Option<&str>,
-    causation: Option<&str>,
-) -> Headers {
-    let mut h = Headers::with_capacity(8);
-    h.append(headers::SPEC_VERSION, "1.0");
-    h.append(headers::ID, id);
-    h.append(headers::TYPE, E::SUBJECT);
-    h.append(headers::SOURCE, source);
-    if let Some(t) = time {
-        h.append(headers::TIME, t);
-    }
-    h.append(headers::CONTENT_TYPE, "application/json");
-    if let Some(c) = correlation {
-        h.append(headers::CORRELATION_ID, c);
-    }
-    if let Some(c) = causation {
-        h.append(headers::CAUSATION_ID, c);
-    }
-    h
+    Ok((payload.into(), id))
 }

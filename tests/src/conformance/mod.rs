@@ -19,6 +19,7 @@ mod payload;
 mod prefetch;
 mod replay;
 mod retry;
+mod wire;
 
 pub use expiry::*;
 pub use groups::*;
@@ -31,6 +32,7 @@ pub use payload::*;
 pub use prefetch::*;
 pub use replay::*;
 pub use retry::*;
+pub use wire::*;
 
 use std::io::Write as _;
 use std::time::Duration;

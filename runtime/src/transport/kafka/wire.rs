@@ -65,7 +65,7 @@ pub(super) fn encode(headers: &Headers, subject: &str, id: &str) -> OwnedHeaders
 /// with `:`) are dropped.
 pub(super) fn decode(headers: Option<&BorrowedHeaders>) -> Option<(String, Headers)> {
     let headers = headers?;
-    let mut subject = None;
+    let (mut subject, mut id) = (None, None);
     let mut out = Headers::with_capacity(headers.count());
     for h in headers.iter() {
         let Some(Ok(value)) = h.value.map(std::str::from_utf8) else {
@@ -73,7 +73,7 @@ pub(super) fn decode(headers: Option<&BorrowedHeaders>) -> Option<(String, Heade
         };
         match h.key {
             SUBJECT => subject = Some(value.to_owned()),
-            ID => {}
+            ID => id = Some(value),
             // a foreign producer's header that a jetflow header cannot
             // carry is dropped, as a value that is not UTF-8 is
             name => {
@@ -81,6 +81,7 @@ pub(super) fn decode(headers: Option<&BorrowedHeaders>) -> Option<(String, Heade
             }
         }
     }
+    out.fill_event_id(id);
     Some((subject?, out))
 }
 
@@ -113,6 +114,10 @@ mod tests {
         assert_eq!(back.get("ce-id"), Some("x"));
         assert_eq!(back.get_all("tag").collect::<Vec<_>>(), ["a", "b"]);
         assert!(!back.contains(ID));
+        // a lean message: the record's id becomes `ce-id`
+        let lean = encode(&Headers::new(), "order.created.v1", "id-1");
+        let (_, back) = decode(Some(lean.as_borrowed())).expect("jetflow record");
+        assert_eq!(back.iter().collect::<Vec<_>>(), [("ce-id", "id-1")]);
     }
 
     #[test]

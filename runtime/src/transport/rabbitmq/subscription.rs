@@ -124,7 +124,8 @@ impl RabbitMqSubscription {
             earlier + 1,
             published,
         );
-        let headers = wire::headers(table);
+        let mut headers = wire::headers(table);
+        headers.fill_event_id(d.properties.message_id().as_ref().map(|id| id.as_str()));
         let payload = bytes::Bytes::from(d.data);
         self.group.counts.delivered(earlier > 0);
         let acker = RabbitMqAcker {

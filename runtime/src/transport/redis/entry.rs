@@ -43,6 +43,7 @@ impl Entry {
             return None;
         };
         let (mut subject, mut headers, mut payload, mut sequence) = (None, None, None, None);
+        let mut message_id = None;
         for pair in fields.chunks(2) {
             let [name, value] = pair else { break };
             match bytes(name)? {
@@ -50,13 +51,16 @@ impl Entry {
                 b"h" => headers = Some(decode_headers(bytes(value)?)),
                 b"p" => payload = Some(Bytes::copy_from_slice(bytes(value)?)),
                 b"q" => sequence = text(value).and_then(|q| q.parse().ok()),
+                b"i" => message_id = text(value),
                 _ => {}
             }
         }
+        let mut headers: Headers = headers.unwrap_or_default();
+        headers.fill_event_id(message_id.as_deref());
         Some(Entry {
             id,
             subject: subject?,
-            headers: headers.unwrap_or_default(),
+            headers,
             payload: payload.unwrap_or_default(),
             sequence: sequence?,
         })
