@@ -108,7 +108,10 @@ pub(crate) async fn capture(
     let delivered = record.delivered.to_string();
     let make_headers = || {
         let mut h = original_headers.clone();
-        // a transport's own headers (`Nats-Msg-Id`) belong to the original
+        // the event id stays with the copy (a lean message has it only in
+        // the transport's `Nats-Msg-Id`, which belongs to the original)
+        let event_id = crate::publish::received_id(&h).map(str::to_owned);
+        h.fill_event_id(event_id.as_deref());
         h.remove(crate::transport::nats::MSG_ID);
         h.insert(headers::SUBJECT, record.subject.to_owned());
         h.insert(headers::STREAM, record.stream.to_owned());

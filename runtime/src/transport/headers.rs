@@ -163,10 +163,6 @@ impl Headers {
     /// [`Headers`] cannot (a name with `:`, a value with CR or LF, written
     /// by a foreign producer): such a pair is refused, not stored.
     /// Well-known names are stored without allocating.
-    #[cfg_attr(
-        not(any(feature = "kafka", feature = "rabbitmq", feature = "redis")),
-        allow(dead_code)
-    )]
     pub(crate) fn try_push_received(&mut self, name: &str, value: &str) -> Result<(), HeaderError> {
         let entry = checked(intern_name(name), value.to_owned())?;
         self.entries.push(entry);
@@ -177,10 +173,6 @@ impl Headers {
     /// of its own, when the message has no `ce-id` (one published with
     /// the lean wire profile): every consumer then finds the id where a
     /// CloudEvents message has it.
-    #[cfg_attr(
-        not(any(feature = "kafka", feature = "rabbitmq", feature = "redis")),
-        allow(dead_code)
-    )]
     pub(crate) fn fill_event_id(&mut self, id: Option<&str>) {
         if let Some(id) = id.filter(|id| !id.is_empty())
             && !self.contains(wire::ID)

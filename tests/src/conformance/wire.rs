@@ -28,6 +28,12 @@ async fn take_job(j: Job, ctx: Context, State(seen): State<Seen>) -> Result<(), 
     Ok(())
 }
 
+/// Dead-letters every job at once: the DLQ copy keeps the event id.
+#[handler(group = "wire-dlq")]
+async fn refuse_job(_j: Job) -> Result<(), HandlerError> {
+    Err(HandlerError::reject("refused"))
+}
+
 /// The CloudEvents attributes a lean message leaves out.
 const DERIVED: [&str; 5] = [
     "ce-specversion",
@@ -40,7 +46,8 @@ const DERIVED: [&str; 5] = [
 /// A lean publisher's event reaches the handler with its event id and
 /// without the derivable CloudEvents headers; a CloudEvents publisher's
 /// event, on the same subject, still carries them all. Where the
-/// transport deduplicates, the lean event's id still does.
+/// transport deduplicates, the lean event's id still does; a DLQ copy of
+/// either keeps its event id.
 pub async fn lean_wire_profile_keeps_the_event_id(b: Broker) {
     let seen = Seen::default();
     let lean = b
@@ -48,6 +55,7 @@ pub async fn lean_wire_profile_keeps_the_event_id(b: Broker) {
         .wire_profile(WireProfile::Lean)
         .state(seen.clone())
         .handler(take_job)
+        .handler(refuse_job)
         .start()
         .await
         .expect("app starts");
@@ -71,6 +79,7 @@ pub async fn lean_wire_profile_keeps_the_event_id(b: Broker) {
     lean.wait_stats("take_job", WAIT, |s| s.acked >= handled)
         .await
         .expect("every job handled");
+    let dead = crate::dead_letters(lean.bus(), handled as usize).await;
     full.stop().await.expect("stops");
     lean.stop().await.expect("stops");
 
@@ -97,6 +106,14 @@ pub async fn lean_wire_profile_keeps_the_event_id(b: Broker) {
             assert_eq!(headers.get("ce-type"), Some(Job::SUBJECT));
         }
     }
+    let mut dead_ids: Vec<&str> = dead.iter().filter_map(|d| d.headers.get("ce-id")).collect();
+    dead_ids.sort_unstable();
+    dead_ids.dedup();
+    assert_eq!(
+        dead_ids,
+        [id_of("full-1"), id_of("lean-1")],
+        "each DLQ copy keeps its event id in ce-id"
+    );
     assert!(
         got.iter().any(|(k, ..)| k == "full-1") && got.iter().any(|(k, ..)| k == "lean-1"),
         "both jobs handled: {:?}",
