@@ -58,9 +58,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use jetflow::prelude::*;
-use jetflow_tests::measure::{Counter, Measured, load_average, median_range, windowed};
+use jetflow_tests::measure::{
+    self, Counter, Measured, load_average, median_range, timed, windowed,
+};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
@@ -277,36 +278,6 @@ async fn consume_raw(
     counter.measured()
 }
 
-/// `(n, runs)`: `JETFLOW_BENCH_N` (else 10,000 under `--bench`, 200 as a
-/// smoke test) and `JETFLOW_BENCH_RUNS` (else 3 under `--bench`, 1).
-fn size() -> anyhow::Result<(u64, usize)> {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let var = |name: &str, default: u64| -> anyhow::Result<u64> {
-        match std::env::var(name) {
-            Ok(v) => Ok(v
-                .trim()
-                .parse::<u64>()
-                .with_context(|| format!("{name} is not a number"))?
-                .max(1)),
-            Err(_) => Ok(default),
-        }
-    };
-    let n = var("JETFLOW_BENCH_N", if bench { 10_000 } else { 200 })?;
-    let runs = var("JETFLOW_BENCH_RUNS", if bench { 3 } else { 1 })?;
-    Ok((n, usize::try_from(runs)?))
-}
-
-/// The result of a phase, or why it failed or timed out.
-async fn timed<F>(what: &str, limit: Duration, phase: F) -> anyhow::Result<Measured>
-where
-    F: Future<Output = anyhow::Result<Measured>>,
-{
-    tokio::time::timeout(limit, phase)
-        .await
-        .map_err(|_| anyhow::anyhow!("{what} timed out after {limit:?}"))?
-        .with_context(|| what.to_owned())
-}
-
 /// One measured phase of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Phase {
@@ -334,7 +305,7 @@ impl Phase {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     jetflow_tests::log_to_stderr("warn");
-    let (n, runs) = size()?;
+    let (n, runs) = measure::size(10_000, 200)?;
     let warm = (n / 10).clamp(100, 2_000);
     let limit = Duration::from_secs(120).max(Duration::from_millis(5) * u32::try_from(n + warm)?);
 

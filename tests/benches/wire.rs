@@ -40,7 +40,7 @@ use futures_util::StreamExt as _;
 use jetflow::WireProfile;
 use jetflow::prelude::*;
 use jetflow::testing::NatsServer;
-use jetflow_tests::measure::{Counter, Measured, load_average, median_range, windowed};
+use jetflow_tests::measure::{self, Counter, Measured, load_average, median_range, windowed};
 
 /// An order published with the CloudEvents profile (stream `FULL`).
 #[event(version = "v1")]
@@ -180,34 +180,12 @@ async fn consume_jetflow<H: Handler>(
     counter.measured()
 }
 
-/// `(n, runs)`: `JETFLOW_BENCH_N` (else 20,000 under `--bench`, 200 as a
-/// smoke test) and `JETFLOW_BENCH_RUNS` (else 3 under `--bench`, 1).
-fn size() -> anyhow::Result<(u64, usize)> {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let var = |name: &str, default: u64| -> anyhow::Result<u64> {
-        match std::env::var(name) {
-            Ok(v) => Ok(v
-                .trim()
-                .parse::<u64>()
-                .with_context(|| format!("{name} is not a number"))?
-                .max(1)),
-            Err(_) => Ok(default),
-        }
-    };
-    let n = var("JETFLOW_BENCH_N", if bench { 20_000 } else { 200 })?;
-    let runs = var("JETFLOW_BENCH_RUNS", if bench { 3 } else { 1 })?;
-    Ok((n, usize::try_from(runs)?))
-}
-
-/// The result of a phase, or why it failed or timed out.
+/// The result of a phase (printed), or why it failed or timed out.
 async fn timed<F>(what: &str, limit: Duration, phase: F) -> anyhow::Result<Measured>
 where
     F: Future<Output = anyhow::Result<Measured>>,
 {
-    let m = tokio::time::timeout(limit, phase)
-        .await
-        .map_err(|_| anyhow::anyhow!("{what} timed out after {limit:?}"))?
-        .with_context(|| what.to_owned())?;
+    let m = measure::timed(what, limit, phase).await?;
     println!(
         "  {what:<34} {:>8.0} msg/s {:>6.2} µs/msg",
         m.rate(),
@@ -333,7 +311,7 @@ const RATIOS: [&str; 4] = [
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     jetflow_tests::log_to_stderr("warn");
-    let (n, runs) = size()?;
+    let (n, runs) = measure::size(20_000, 200)?;
     let warm = (n / 10).clamp(100, 5_000);
     let limit = Duration::from_secs(120).max(Duration::from_millis(5) * u32::try_from(n + warm)?);
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());

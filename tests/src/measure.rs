@@ -192,6 +192,41 @@ impl Counter {
     }
 }
 
+/// `(n, runs)` of a bench binary: `JETFLOW_BENCH_N` (else `bench_n` under
+/// `cargo bench`, `smoke_n` under `cargo test`, which runs a bench without
+/// `--bench` as a smoke test) and `JETFLOW_BENCH_RUNS` (else 3 under
+/// `cargo bench`, 1).
+pub fn size(bench_n: u64, smoke_n: u64) -> anyhow::Result<(u64, usize)> {
+    use anyhow::Context as _;
+    let bench = std::env::args().any(|a| a == "--bench");
+    let var = |name: &str, default: u64| -> anyhow::Result<u64> {
+        match std::env::var(name) {
+            Ok(v) => Ok(v
+                .trim()
+                .parse::<u64>()
+                .with_context(|| format!("{name} is not a number"))?
+                .max(1)),
+            Err(_) => Ok(default),
+        }
+    };
+    let n = var("JETFLOW_BENCH_N", if bench { bench_n } else { smoke_n })?;
+    let runs = var("JETFLOW_BENCH_RUNS", if bench { 3 } else { 1 })?;
+    Ok((n, usize::try_from(runs)?))
+}
+
+/// The result of the phase `what`, or why it failed or did not finish
+/// within `limit`.
+pub async fn timed<F>(what: &str, limit: Duration, phase: F) -> anyhow::Result<Measured>
+where
+    F: Future<Output = anyhow::Result<Measured>>,
+{
+    use anyhow::Context as _;
+    tokio::time::timeout(limit, phase)
+        .await
+        .map_err(|_| anyhow::anyhow!("{what} timed out after {limit:?}"))?
+        .with_context(|| what.to_owned())
+}
+
 /// The `q` quantile (0..=1) of `samples`, sorted in place; zero when empty.
 pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
     if samples.is_empty() {

@@ -78,7 +78,8 @@ impl Leaving {
                 }
                 member.leave();
                 leaving.remove(&member);
-                // the last reference: the consumer closes on this thread
+                // the last reference: its consumer's close goes to a thread
+                // of its own (`Detached`)
                 drop(member);
             });
         if let Err(e) = spawned {
