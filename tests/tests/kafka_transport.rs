@@ -55,6 +55,11 @@ fn per_account(ledger: &Ledger) -> HashMap<String, Vec<u32>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_key_order_holds_over_64_keys_at_concurrency_16_under_retries() {
+    if jetflow_tests::skip_on_nats_floor(
+        "per_key_order_holds_over_64_keys_at_concurrency_16_under_retries",
+    ) {
+        return;
+    }
     let server = kafka_server().await;
     let ledger = Ledger::default();
     let app = App::new("t")
@@ -113,6 +118,9 @@ async fn take_parcel(p: Parcel, ctx: Context, State(l): State<Ledger>) -> Result
 /// perhaps twice: at least once), none lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_joining_mid_stream_loses_nothing() {
+    if jetflow_tests::skip_on_nats_floor("a_member_joining_mid_stream_loses_nothing") {
+        return;
+    }
     const PARCELS: usize = 400;
     let server = kafka_server().await;
     let ledger = Ledger::default();
@@ -182,6 +190,9 @@ async fn buffered_parcel(
 /// member and rebalance — where handling the buffer would repeat dozens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_takes_back_what_a_member_buffered() {
+    if jetflow_tests::skip_on_nats_floor("a_rebalance_takes_back_what_a_member_buffered") {
+        return;
+    }
     const PARCELS: usize = 160;
     let server = kafka_server().await;
     let ledger = Ledger::default();
@@ -247,6 +258,9 @@ async fn slow_parcel(p: Parcel, ctx: Context, State(l): State<Ledger>) -> Result
 /// committed offset before it: the next member gets it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_never_pass_an_unfinished_record() {
+    if jetflow_tests::skip_on_nats_floor("offsets_never_pass_an_unfinished_record") {
+        return;
+    }
     let server = kafka_server().await;
     let ledger = Ledger::default();
     let start = || {
@@ -280,6 +294,9 @@ async fn offsets_never_pass_an_unfinished_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_url_and_a_missing_broker_are_explained() {
+    if jetflow_tests::skip_on_nats_floor("a_bad_url_and_a_missing_broker_are_explained") {
+        return;
+    }
     let start = |url: &str| {
         App::new("t")
             .url(url)
@@ -311,6 +328,10 @@ async fn a_bad_url_and_a_missing_broker_are_explained() {
 /// process's exit, for as long as the broker stays away).
 #[test]
 fn a_stop_with_the_broker_gone_ends_and_so_does_the_runtime() {
+    if jetflow_tests::skip_on_nats_floor("a_stop_with_the_broker_gone_ends_and_so_does_the_runtime")
+    {
+        return;
+    }
     const PARCELS: usize = 20;
     let grace = Duration::from_secs(3);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -41,6 +41,9 @@ async fn xlen(url: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_repeated_inside_the_window_is_stored_once() {
+    if jetflow_tests::skip_on_nats_floor("a_publish_repeated_inside_the_window_is_stored_once") {
+        return;
+    }
     let server = redis_server().await;
     let ledger = Ledger::default();
     let app = App::new("t")
@@ -89,6 +92,9 @@ async fn a_publish_repeated_inside_the_window_is_stored_once() {
 /// limits retention does): a consumer that starts late sees the newest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_are_trimmed_to_their_limit() {
+    if jetflow_tests::skip_on_nats_floor("streams_are_trimmed_to_their_limit") {
+        return;
+    }
     let server = redis_server().await;
     let url = server.url();
     let connect = || RedisTransport::connect_with(&url, "t", StreamLimits::MaxLen(50));
@@ -141,6 +147,9 @@ async fn retry_in_two_seconds(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_retry_survives_the_crash_of_its_consumer() {
+    if jetflow_tests::skip_on_nats_floor("a_parked_retry_survives_the_crash_of_its_consumer") {
+        return;
+    }
     let server = redis_server().await;
     let ledger = Ledger::default();
     let first = App::new("t")
@@ -187,6 +196,9 @@ async fn a_parked_retry_survives_the_crash_of_its_consumer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_resumes_after_the_server_was_paused() {
+    if jetflow_tests::skip_on_nats_floor("delivery_resumes_after_the_server_was_paused") {
+        return;
+    }
     let mut server = redis_server().await;
     let ledger = Ledger::default();
     let app = App::new("t")
@@ -233,6 +245,9 @@ async fn from_the_last(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_position_redis_lacks_is_refused_at_start_up() {
+    if jetflow_tests::skip_on_nats_floor("a_start_position_redis_lacks_is_refused_at_start_up") {
+        return;
+    }
     let server = redis_server().await;
     let err = App::new("t")
         .url(server.url())
@@ -251,6 +266,9 @@ async fn a_start_position_redis_lacks_is_refused_at_start_up() {
 
 #[tokio::test]
 async fn a_server_that_is_not_there_is_a_connect_error() {
+    if jetflow_tests::skip_on_nats_floor("a_server_that_is_not_there_is_a_connect_error") {
+        return;
+    }
     // a port nothing listens on: one a private server held, then released
     let url = {
         let server = redis_server().await;
