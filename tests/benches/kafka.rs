@@ -168,24 +168,9 @@ async fn publish_raw(producer: &FutureProducer, warm: u64, n: u64) -> anyhow::Re
     windowed(warm, n, IN_FLIGHT, |i| raw_publish_one(producer, i)).await
 }
 
-/// A jetflow app with `handler` reading `warm + n` records.
-async fn consume_jetflow<H: Handler>(
-    url: &str,
-    handler: H,
-    warm: u64,
-    n: u64,
-) -> anyhow::Result<Measured> {
-    let counter = Counter::new(warm, n);
-    let app = App::new("bench")
-        .url(url)
-        .metrics(false)
-        .state(counter.clone())
-        .handler(handler)
-        .start()
-        .await?;
-    counter.finished().await;
-    app.stop().await?;
-    counter.measured()
+/// The consuming app of a jetflow phase (its own groups).
+fn app(url: &str) -> App {
+    App::new("bench").url(url).metrics(false)
 }
 
 /// How the raw consumer records its progress.
@@ -383,7 +368,7 @@ async fn main() -> anyhow::Result<()> {
                     timed(
                         phase.name(),
                         limit,
-                        consume_jetflow(&url, consume_c1, cw, cn),
+                        measure::consume_jetflow(app(&url), consume_c1, cw, cn),
                     )
                     .await?
                 }
@@ -391,7 +376,7 @@ async fn main() -> anyhow::Result<()> {
                     timed(
                         phase.name(),
                         limit,
-                        consume_jetflow(&url, consume_c64, cw, cn),
+                        measure::consume_jetflow(app(&url), consume_c64, cw, cn),
                     )
                     .await?
                 }

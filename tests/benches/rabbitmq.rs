@@ -164,21 +164,6 @@ async fn publish_raw(channel: &Channel, warm: u64, n: u64) -> anyhow::Result<Mea
     windowed(warm, n, IN_FLIGHT, |i| raw_publish_one(channel, i)).await
 }
 
-/// A jetflow app reading `warm + n` messages of its group's queue.
-async fn consume_jetflow(url: &str, warm: u64, n: u64) -> anyhow::Result<Measured> {
-    let counter = Counter::new(warm, n);
-    let app = App::new("bench")
-        .url(url)
-        .metrics(false)
-        .state(counter.clone())
-        .handler(consume)
-        .start()
-        .await?;
-    counter.finished().await;
-    app.stop().await?;
-    counter.measured()
-}
-
 /// A lapin consumer reading `warm + n` messages of the raw queue: decode,
 /// count, ack; `CONCURRENCY` messages at a time.
 async fn consume_raw(conn: &Connection, warm: u64, n: u64) -> anyhow::Result<Measured> {
@@ -299,12 +284,32 @@ async fn main() -> anyhow::Result<()> {
             (pj, pr)
         };
         let (cj, cr) = if jetflow_first {
-            let cj = timed("consume jetflow", limit, consume_jetflow(&url, warm, n)).await?;
+            let cj = timed(
+                "consume jetflow",
+                limit,
+                measure::consume_jetflow(
+                    App::new("bench").url(&url).metrics(false),
+                    consume,
+                    warm,
+                    n,
+                ),
+            )
+            .await?;
             let cr = timed("consume raw", limit, consume_raw(&conn, warm, n)).await?;
             (cj, cr)
         } else {
             let cr = timed("consume raw", limit, consume_raw(&conn, warm, n)).await?;
-            let cj = timed("consume jetflow", limit, consume_jetflow(&url, warm, n)).await?;
+            let cj = timed(
+                "consume jetflow",
+                limit,
+                measure::consume_jetflow(
+                    App::new("bench").url(&url).metrics(false),
+                    consume,
+                    warm,
+                    n,
+                ),
+            )
+            .await?;
             (cj, cr)
         };
         println!(

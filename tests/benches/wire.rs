@@ -34,7 +34,6 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures_util::StreamExt as _;
 use jetflow::WireProfile;
@@ -160,24 +159,9 @@ async fn consume_raw(
     counter.measured()
 }
 
-/// A jetflow app with `handler` reading `warm + n` messages.
-async fn consume_jetflow<H: Handler>(
-    url: &str,
-    handler: H,
-    warm: u64,
-    n: u64,
-) -> anyhow::Result<Measured> {
-    let counter = Counter::new(warm, n);
-    let app = App::new("bench-consumer")
-        .url(url)
-        .metrics(false)
-        .state(counter.clone())
-        .handler(handler)
-        .start()
-        .await?;
-    counter.finished().await;
-    app.stop().await?;
-    counter.measured()
+/// The consuming app of a jetflow phase.
+fn consumer(url: &str) -> App {
+    App::new("bench-consumer").url(url).metrics(false)
 }
 
 /// The result of a phase (printed), or why it failed or timed out.
@@ -192,6 +176,18 @@ where
         m.cpu_us()
     );
     Ok(m)
+}
+
+/// Runs the phases `a` and `b` one after the other, `b` first when
+/// `flip`; their results in the order `(a, b)`.
+async fn in_order<A: Future, B: Future>(flip: bool, a: A, b: B) -> (A::Output, B::Output) {
+    if flip {
+        let b = b.await;
+        (a.await, b)
+    } else {
+        let a = a.await;
+        (a, b.await)
+    }
 }
 
 /// One run's ratios, in the order of [`RATIOS`]: `(msg/s, CPU/msg)`.
@@ -223,33 +219,22 @@ async fn run(run: usize, n: u64, warm: u64, limit: Duration) -> anyhow::Result<V
     let flip = run % 2 == 1;
 
     println!("run {}:", run + 1);
-    let (mut pub_full, mut pub_lean) = (None, None);
-    for lean_now in [flip, !flip] {
-        if lean_now {
-            pub_lean = Some(
-                timed(
-                    "publish jetflow, lean",
-                    limit,
-                    publish_jetflow(&lean_bus, lean, warm, n),
-                )
-                .await?,
-            );
-        } else {
-            pub_full = Some(
-                timed(
-                    "publish jetflow, CloudEvents",
-                    limit,
-                    publish_jetflow(&full_bus, full, warm, n),
-                )
-                .await?,
-            );
-        }
-    }
+    let (pub_full, pub_lean) = in_order(
+        flip,
+        timed(
+            "publish jetflow, CloudEvents",
+            limit,
+            publish_jetflow(&full_bus, full, warm, n),
+        ),
+        timed(
+            "publish jetflow, lean",
+            limit,
+            publish_jetflow(&lean_bus, lean, warm, n),
+        ),
+    )
+    .await;
+    let (pub_full, pub_lean) = (pub_full?, pub_lean?);
     timed("publish raw, no header", limit, publish_bare(&js, warm, n)).await?;
-    let (pub_full, pub_lean) = (
-        pub_full.context("published")?,
-        pub_lean.context("published")?,
-    );
 
     let mut raw = std::collections::HashMap::new();
     let mut streams = ["FULL", "LEAN", "BARE"];
@@ -263,29 +248,21 @@ async fn run(run: usize, n: u64, warm: u64, limit: Duration) -> anyhow::Result<V
             timed(&what, limit, consume_raw(&js, s, "raw", warm, n)).await?,
         );
     }
-    let (mut jf_full, mut jf_lean) = (None, None);
-    for lean_now in [flip, !flip] {
-        if lean_now {
-            jf_lean = Some(
-                timed(
-                    "consume jetflow c=1, LEAN",
-                    limit,
-                    consume_jetflow(&url, take_lean, warm, n),
-                )
-                .await?,
-            );
-        } else {
-            jf_full = Some(
-                timed(
-                    "consume jetflow c=1, FULL",
-                    limit,
-                    consume_jetflow(&url, take_full, warm, n),
-                )
-                .await?,
-            );
-        }
-    }
-    let (jf_full, jf_lean) = (jf_full.context("consumed")?, jf_lean.context("consumed")?);
+    let (jf_full, jf_lean) = in_order(
+        flip,
+        timed(
+            "consume jetflow c=1, FULL",
+            limit,
+            measure::consume_jetflow(consumer(&url), take_full, warm, n),
+        ),
+        timed(
+            "consume jetflow c=1, LEAN",
+            limit,
+            measure::consume_jetflow(consumer(&url), take_lean, warm, n),
+        ),
+    )
+    .await;
+    let (jf_full, jf_lean) = (jf_full?, jf_lean?);
     full_app.stop().await?;
     lean_app.stop().await?;
     drop((full_bus, lean_bus));

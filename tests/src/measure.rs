@@ -192,6 +192,23 @@ impl Counter {
     }
 }
 
+/// A consume phase of jetflow: starts `app` with `handler` (which calls
+/// [`Counter::hit`] per message on its `State<Arc<Counter>>`), waits until
+/// it has handled `warm + n` messages, stops it, and returns the `n`
+/// after the warm-up.
+pub async fn consume_jetflow<H: jetflow::Handler>(
+    app: jetflow::App,
+    handler: H,
+    warm: u64,
+    n: u64,
+) -> anyhow::Result<Measured> {
+    let counter = Counter::new(warm, n);
+    let app = app.state(counter.clone()).handler(handler).start().await?;
+    counter.finished().await;
+    app.stop().await?;
+    counter.measured()
+}
+
 /// `(n, runs)` of a bench binary: `JETFLOW_BENCH_N` (else `bench_n` under
 /// `cargo bench`, `smoke_n` under `cargo test`, which runs a bench without
 /// `--bench` as a smoke test) and `JETFLOW_BENCH_RUNS` (else 3 under

@@ -75,11 +75,13 @@
 //! # }
 //! ```
 
+mod config;
 mod leave;
 mod subscription;
 mod topology;
 mod wire;
 
+pub use config::KafkaOptions;
 pub use subscription::{KafkaAcker, KafkaSubscription};
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -107,39 +109,6 @@ use crate::transport::{
 /// How long a request to the cluster (metadata, admin, a delivery report)
 /// may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often a member commits the watermarks its settlements stored (it
-/// also commits them at a rebalance and when it leaves): what a crashed
-/// member handled in its last interval comes again.
-const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How jetflow creates topics; in a URL as `kafka://host:port?partitions=8&replication=3`.
-///
-/// ```
-/// let options = jetflow::transport::kafka::KafkaOptions::default();
-/// assert_eq!((options.partitions, options.replication), (1, 1));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct KafkaOptions {
-    /// Partitions of a stream's topic when jetflow creates it (an existing
-    /// topic is kept as it is); the DLQ always gets one. 1 by default: the
-    /// stream keeps one order and sequences are offsets plus one, as on
-    /// JetStream. More partitions let more members of a group work at once;
-    /// an entity's events keep their order through the partition key.
-    pub partitions: i32,
-    /// Replication factor of the topics jetflow creates; 1 by default.
-    pub replication: i32,
-}
-
-impl Default for KafkaOptions {
-    fn default() -> Self {
-        KafkaOptions {
-            partitions: 1,
-            replication: 1,
-        }
-    }
-}
 
 /// A connection to a Kafka cluster, as a jetflow transport. Cheap to clone.
 #[derive(Clone)]
@@ -184,7 +153,7 @@ impl KafkaTransport {
     /// see [`KafkaOptions`]); `name` is the client id. Fails when no broker
     /// answers a metadata request.
     pub async fn connect(url: &str, name: &str) -> Result<KafkaTransport, ConnectError> {
-        let (bootstrap, options) = parse_url(url)?;
+        let (bootstrap, options) = config::parse_url(url)?;
         KafkaTransport::connect_with(&bootstrap, name, options).await
     }
 
@@ -197,19 +166,14 @@ impl KafkaTransport {
     ) -> Result<KafkaTransport, ConnectError> {
         let url = format!("kafka://{bootstrap}");
         let url = url.as_str();
-        let bootstrap = parse_url(url)?.0;
+        let bootstrap = config::parse_url(url)?.0;
         let fail = |kind, message: String, e: KafkaError| {
             ConnectError::new(url, kind, message, Some(e.into()))
         };
-        let producer: FutureProducer = client_config(&bootstrap, name)
-            .set("partitioner", "murmur2_random")
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", "30000")
+        let producer: FutureProducer = config::producer(&bootstrap, name)
             .create()
             .map_err(|e| fail(ConnectErrorKind::Unreachable, format!("librdkafka: {e}"), e))?;
-        let admin: AdminClient<DefaultClientContext> = client_config(&bootstrap, name)
+        let admin: AdminClient<DefaultClientContext> = config::client(&bootstrap, name)
             .create()
             .map_err(|e| fail(ConnectErrorKind::Unreachable, format!("librdkafka: {e}"), e))?;
         let transport = KafkaTransport {
@@ -281,7 +245,7 @@ impl KafkaTransport {
 
     /// Every record of `topic`; `None` when there is no such topic.
     async fn read_topic(&self, topic: &str) -> Result<Option<Vec<Stored>>, TopologyError> {
-        let config = self.consumer_config(&format!("jetflow-read-{}", uuid::Uuid::now_v7()));
+        let config = self.group_config(&format!("jetflow-read-{}", uuid::Uuid::now_v7()));
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || topology::read_topic(&config, &topic))
             .await
@@ -312,74 +276,10 @@ impl KafkaTransport {
         Ok(())
     }
 
-    /// A consumer of group `group`, not subscribed.
-    fn consumer_config(&self, group: &str) -> ClientConfig {
-        let mut config = client_config(&self.shared.bootstrap, &self.shared.name);
-        config
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000");
-        config
+    /// A consumer of group `group` for reading, not subscribed.
+    fn group_config(&self, group: &str) -> ClientConfig {
+        config::group(&self.shared.bootstrap, &self.shared.name, group)
     }
-}
-
-/// `kafka://a:9092,b:9092?partitions=8` -> (`a:9092,b:9092`, options).
-fn parse_url(url: &str) -> Result<(String, KafkaOptions), ConnectError> {
-    let bad = |why: &str| {
-        ConnectError::new(
-            url,
-            ConnectErrorKind::UnknownScheme,
-            format!(
-                "not a Kafka URL ({why}): write `kafka://host:port` (several brokers: \
-                 `kafka://a:9092,b:9092`; options: `?partitions=8&replication=3`); credentials \
-                 and paths are not supported yet"
-            ),
-            None,
-        )
-    };
-    let (hosts, query) = url.split_once('?').unwrap_or((url, ""));
-    let hosts: Vec<&str> = hosts
-        .split(',')
-        .map(|u| {
-            let u = u.trim();
-            u.split_once("://").map_or(u, |(_, rest)| rest)
-        })
-        .map(|h| h.trim_end_matches('/'))
-        .collect();
-    if hosts
-        .iter()
-        .any(|h| h.is_empty() || h.contains('@') || h.contains('/'))
-    {
-        return Err(bad("a host is empty or has credentials or a path"));
-    }
-    let mut options = KafkaOptions::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value: i32 = value
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| bad(&format!("`{name}` needs a positive number")))?;
-        match name {
-            "partitions" => options.partitions = value,
-            "replication" => options.replication = value,
-            other => return Err(bad(&format!("unknown option `{other}`"))),
-        }
-    }
-    Ok((hosts.join(","), options))
-}
-
-/// Settings every client of the transport shares.
-fn client_config(bootstrap: &str, name: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", name)
-        .set("socket.timeout.ms", "10000")
-        .set("log_level", "4");
-    config
 }
 
 /// A delivery failure, classified for the runtime.
@@ -500,19 +400,15 @@ impl Transport for KafkaTransport {
             DeliverPolicy::New => "latest",
             _ => "earliest",
         };
-        let kafka: subscription::Consumer = self
-            .consumer_config(&consumer.durable)
-            .set("auto.offset.reset", reset)
-            // the member stores its watermark per settlement; librdkafka
-            // commits what is stored
-            .set("enable.auto.commit", "true")
-            .set(
-                "auto.commit.interval.ms",
-                COMMIT_INTERVAL.as_millis().to_string(),
-            )
-            .create_with_context(subscription::Rebalancing {
-                tracker: tracker.clone(),
-            })?;
+        let kafka: subscription::Consumer = config::member(
+            &self.shared.bootstrap,
+            &self.shared.name,
+            &consumer.durable,
+            reset,
+        )
+        .create_with_context(subscription::Rebalancing {
+            tracker: tracker.clone(),
+        })?;
         kafka.subscribe(&[&consumer.stream])?;
         Ok(KafkaSubscription::new(
             kafka,
@@ -553,7 +449,7 @@ impl Transport for KafkaTransport {
         stream: &str,
         durable: &str,
     ) -> Result<ConsumerState, TopologyError> {
-        let config = self.consumer_config(durable);
+        let config = self.group_config(durable);
         let stream = stream.to_owned();
         tokio::task::spawn_blocking(move || topology::group_state(&config, &stream))
             .await
@@ -575,30 +471,4 @@ pub(crate) async fn connect(
     name: &str,
 ) -> Result<KafkaTransport, ConnectError> {
     KafkaTransport::connect(&options.url, name).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        let hosts = |url| parse_url(url).unwrap().0;
-        assert_eq!(hosts("kafka://127.0.0.1:9092"), "127.0.0.1:9092");
-        assert_eq!(hosts("kafka://a:9092,kafka://b:9093"), "a:9092,b:9093");
-        assert_eq!(hosts("kafka://a:9092,b:9093/"), "a:9092,b:9093");
-        let (_, options) = parse_url("kafka://a:9092?partitions=8&replication=3").unwrap();
-        assert_eq!((options.partitions, options.replication), (8, 3));
-        assert_eq!(
-            parse_url("kafka://a:9092").unwrap().1,
-            KafkaOptions::default()
-        );
-        for bad in ["kafka://a:9092?partitions=0", "kafka://a:9092?acks=1"] {
-            assert!(parse_url(bad).is_err(), "{bad}");
-        }
-        let err = parse_url("kafka://u:secret@a:9092")
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("secret"), "{err}");
-    }
 }

@@ -142,7 +142,7 @@ impl Member {
 
     /// `offset` of `partition` (of assignment `generation`) is settled:
     /// stores the new watermark, if it moved, for librdkafka's next commit
-    /// (every [`COMMIT_INTERVAL`](super::COMMIT_INTERVAL), at a rebalance
+    /// (every [`COMMIT_INTERVAL`](super::config::COMMIT_INTERVAL), at a rebalance
     /// and when the member leaves).
     fn settled(&self, partition: i32, offset: i64, generation: u64) -> Result<(), SettleError> {
         let mark = {
