@@ -274,44 +274,25 @@ async fn main() -> anyhow::Result<()> {
         }
         let jetflow_first = run % 2 == 0;
         // both publish phases fill both queues: 2 (W + N) messages each
-        let (pj, pr) = if jetflow_first {
-            let pj = timed("publish jetflow", limit, publish_jetflow(&bus, warm, n)).await?;
-            let pr = timed("publish raw", limit, publish_raw(&channel, warm, n)).await?;
-            (pj, pr)
-        } else {
-            let pr = timed("publish raw", limit, publish_raw(&channel, warm, n)).await?;
-            let pj = timed("publish jetflow", limit, publish_jetflow(&bus, warm, n)).await?;
-            (pj, pr)
-        };
-        let (cj, cr) = if jetflow_first {
-            let cj = timed(
+        let (pj, pr) = measure::in_order(
+            !jetflow_first,
+            timed("publish jetflow", limit, publish_jetflow(&bus, warm, n)),
+            timed("publish raw", limit, publish_raw(&channel, warm, n)),
+        )
+        .await;
+        let (pj, pr) = (pj?, pr?);
+        let jetflow_app = App::new("bench").url(&url).metrics(false);
+        let (cj, cr) = measure::in_order(
+            !jetflow_first,
+            timed(
                 "consume jetflow",
                 limit,
-                measure::consume_jetflow(
-                    App::new("bench").url(&url).metrics(false),
-                    consume,
-                    warm,
-                    n,
-                ),
-            )
-            .await?;
-            let cr = timed("consume raw", limit, consume_raw(&conn, warm, n)).await?;
-            (cj, cr)
-        } else {
-            let cr = timed("consume raw", limit, consume_raw(&conn, warm, n)).await?;
-            let cj = timed(
-                "consume jetflow",
-                limit,
-                measure::consume_jetflow(
-                    App::new("bench").url(&url).metrics(false),
-                    consume,
-                    warm,
-                    n,
-                ),
-            )
-            .await?;
-            (cj, cr)
-        };
+                measure::consume_jetflow(jetflow_app, consume, warm, n),
+            ),
+            timed("consume raw", limit, consume_raw(&conn, warm, n)),
+        )
+        .await;
+        let (cj, cr) = (cj?, cr?);
         println!(
             "run {}: publish ({IN_FLIGHT} in flight) jetflow {:>7.0} msg/s {:>5.1} µs/msg, raw {:>7.0} msg/s {:>5.1} µs/msg, ratio {:.2}x; \
              consume (c={CONCURRENCY}) jetflow {:>7.0} msg/s {:>5.1} µs/msg, raw {:>7.0} msg/s {:>5.1} µs/msg, ratio {:.2}x",

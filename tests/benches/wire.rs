@@ -178,18 +178,6 @@ where
     Ok(m)
 }
 
-/// Runs the phases `a` and `b` one after the other, `b` first when
-/// `flip`; their results in the order `(a, b)`.
-async fn in_order<A: Future, B: Future>(flip: bool, a: A, b: B) -> (A::Output, B::Output) {
-    if flip {
-        let b = b.await;
-        (a.await, b)
-    } else {
-        let a = a.await;
-        (a, b.await)
-    }
-}
-
 /// One run's ratios, in the order of [`RATIOS`]: `(msg/s, CPU/msg)`.
 async fn run(run: usize, n: u64, warm: u64, limit: Duration) -> anyhow::Result<Vec<(f64, f64)>> {
     let server = NatsServer::start().await?;
@@ -219,7 +207,7 @@ async fn run(run: usize, n: u64, warm: u64, limit: Duration) -> anyhow::Result<V
     let flip = run % 2 == 1;
 
     println!("run {}:", run + 1);
-    let (pub_full, pub_lean) = in_order(
+    let (pub_full, pub_lean) = measure::in_order(
         flip,
         timed(
             "publish jetflow, CloudEvents",
@@ -248,7 +236,7 @@ async fn run(run: usize, n: u64, warm: u64, limit: Duration) -> anyhow::Result<V
             timed(&what, limit, consume_raw(&js, s, "raw", warm, n)).await?,
         );
     }
-    let (jf_full, jf_lean) = in_order(
+    let (jf_full, jf_lean) = measure::in_order(
         flip,
         timed(
             "consume jetflow c=1, FULL",

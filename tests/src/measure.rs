@@ -209,6 +209,19 @@ pub async fn consume_jetflow<H: jetflow::Handler>(
     counter.measured()
 }
 
+/// Runs the phases `a` and `b` one after the other, `b` first when
+/// `flip` (benches alternate which side goes first from run to run);
+/// their results in the order `(a, b)`.
+pub async fn in_order<A: Future, B: Future>(flip: bool, a: A, b: B) -> (A::Output, B::Output) {
+    if flip {
+        let b = b.await;
+        (a.await, b)
+    } else {
+        let a = a.await;
+        (a, b.await)
+    }
+}
+
 /// `(n, runs)` of a bench binary: `JETFLOW_BENCH_N` (else `bench_n` under
 /// `cargo bench`, `smoke_n` under `cargo test`, which runs a bench without
 /// `--bench` as a smoke test) and `JETFLOW_BENCH_RUNS` (else 3 under
