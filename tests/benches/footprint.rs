@@ -22,8 +22,10 @@
 //!   is bounded by the buffers, not by `B`. Raw: `messages()` (its default
 //!   buffer) + decode + ack on another durable of the same stream.
 //! - **latency**: one event at a time, publish (PubAck awaited) -> handler
-//!   called, p50 and p99 of 2,000 events after 200 warm-up. Raw: publish
-//!   without headers and a `messages()` consumer that decodes and records.
+//!   called, p50 and p99 of 2,000 events after 200 warm-up, and the p50 of
+//!   the publish alone (PubAck read). jetflow with the default CloudEvents
+//!   headers and with the lean profile; raw: publish without headers or
+//!   with jetflow's 7, and a `messages()` consumer that decodes and records.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures_util::StreamExt;
+use jetflow::WireProfile;
 use jetflow::prelude::*;
 use jetflow::testing::NatsServer;
 use jetflow_tests::measure::{load_average, process_cpu, quantile, rss_bytes};
@@ -60,8 +63,6 @@ struct Item {
 struct Tick {
     n: u64,
 }
-
-const RAW_TICK: &str = "rawtick.v1";
 
 // ---------------------------------------------------------------- idle
 
@@ -374,17 +375,21 @@ async fn fill_backlog(bus: &Bus, backlog: u64) -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------- latency
 
-/// When the latency handler last ran.
+/// When the latency handler (or raw loop) last saw the probe it waits for;
+/// other ticks (a durable's backlog from another variant) are ignored.
 #[derive(Default)]
 struct Seen {
+    expect: AtomicU64,
     at: std::sync::Mutex<Option<Instant>>,
     ran: Notify,
 }
 
 impl Seen {
-    fn mark(&self) {
-        *self.at.lock().expect("lock") = Some(Instant::now());
-        self.ran.notify_one();
+    fn mark(&self, n: u64) {
+        if n == self.expect.load(Ordering::Acquire) {
+            *self.at.lock().expect("lock") = Some(Instant::now());
+            self.ran.notify_one();
+        }
     }
     async fn wait(&self) -> Instant {
         loop {
@@ -398,78 +403,171 @@ impl Seen {
 
 #[handler(group = "latency")]
 async fn record_tick(t: Tick, State(seen): State<Arc<Seen>>) {
-    std::hint::black_box(&t);
-    seen.mark();
+    seen.mark(std::hint::black_box(t.n));
 }
 
+/// Latency of one way to publish and consume, from 2,000 probes: each
+/// probe's publish started at `t0`, its PubAck was read at `acked`, and its
+/// handler (or raw loop) saw it at `handled`.
 struct Latency {
-    p50: Duration,
-    p99: Duration,
+    /// `handled - t0`: what the target is about.
+    handled: Vec<Duration>,
+    /// `acked - t0`: the publish alone (PubAck awaited).
+    acked: Vec<Duration>,
 }
 
-async fn latency_jetflow(url: &str, warm: u64, n: u64) -> anyhow::Result<Latency> {
-    let seen = Arc::new(Seen::default());
-    let app = App::new("footprint")
-        .url(url)
-        .state(seen.clone())
-        .handler(record_tick)
-        .start()
-        .await?;
-    let mut samples = Vec::with_capacity(n as usize);
-    for i in 0..warm + n {
-        let t0 = Instant::now();
-        app.bus().publish(&Tick { n: i }).await?;
-        let at = seen.wait().await;
-        if i >= warm {
-            samples.push(at - t0);
+impl Latency {
+    fn with_capacity(n: u64) -> Self {
+        let n = usize::try_from(n).unwrap_or(0);
+        Latency {
+            handled: Vec::with_capacity(n),
+            acked: Vec::with_capacity(n),
         }
     }
-    app.stop().await?;
-    Ok(Latency {
-        p50: quantile(&mut samples, 0.5),
-        p99: quantile(&mut samples, 0.99),
-    })
+    fn push(&mut self, t0: Instant, acked: Instant, handled: Instant) {
+        self.handled.push(handled - t0);
+        self.acked.push(acked - t0);
+    }
+    fn row(mut self, name: &str) -> Duration {
+        let p50 = quantile(&mut self.handled, 0.5);
+        let p99 = quantile(&mut self.handled, 0.99);
+        let acked = quantile(&mut self.acked, 0.5);
+        println!(
+            "{name:<44} {:>9.1} {:>9.1} {:>12.1}",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6,
+            acked.as_secs_f64() * 1e6
+        );
+        p50
+    }
 }
 
-async fn latency_raw(js: &jetstream::Context, warm: u64, n: u64) -> anyhow::Result<Latency> {
-    let consumer = js
-        .get_stream("RAWTICK")
-        .await?
-        .create_consumer(pull::Config {
-            durable_name: Some("raw_latency".into()),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ..Default::default()
-        })
-        .await?;
-    let mut messages = consumer.messages().await?;
+/// Who publishes the probes on `tick.v1`.
+#[derive(Clone, Copy)]
+enum Publisher {
+    /// `Bus::publish` with this profile, PubAck awaited.
+    Jetflow(WireProfile),
+    /// `jetstream.publish`, PubAck awaited; with jetflow's 7 headers or none.
+    Raw { headers: bool },
+}
+
+/// Who reads them.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// A `#[handler]` (concurrency 1, default prefetch) of the publishing
+    /// app (one connection for both).
+    Jetflow,
+    /// The same handler in an app of its own (its own connection), as
+    /// when producer and consumer are two services.
+    JetflowApart,
+    /// A `messages()` loop on a durable of its own: decode, record, ack.
+    Raw,
+}
+
+/// One way to publish and read `n` probes (after `warm`), one at a time;
+/// probe numbers start at `base` (unique per variant).
+async fn latency(
+    url: &str,
+    js: &jetstream::Context,
+    (publisher, reader): (Publisher, Reader),
+    base: u64,
+    (warm, n): (u64, u64),
+) -> anyhow::Result<Latency> {
     let seen = Arc::new(Seen::default());
-    let reader = tokio::spawn({
-        let seen = seen.clone();
-        async move {
-            while let Some(Ok(m)) = messages.next().await {
-                if let Ok(t) = serde_json::from_slice::<Tick>(&m.payload) {
-                    std::hint::black_box(&t);
-                    seen.mark();
+    let profile = match publisher {
+        Publisher::Jetflow(p) => p,
+        Publisher::Raw { .. } => WireProfile::CloudEvents,
+    };
+    let mut app = App::new("footprint").url(url).wire_profile(profile);
+    if let Reader::Jetflow = reader {
+        app = app.state(seen.clone()).handler(record_tick);
+    }
+    let app = app.start().await?;
+    let apart = match reader {
+        Reader::JetflowApart => Some(
+            App::new("footprint-reader")
+                .url(url)
+                .state(seen.clone())
+                .handler(record_tick)
+                .start()
+                .await?,
+        ),
+        _ => None,
+    };
+    let raw_reader = match reader {
+        Reader::Jetflow | Reader::JetflowApart => None,
+        Reader::Raw => {
+            let consumer = js
+                .get_stream(Tick::STREAM)
+                .await?
+                .create_consumer(pull::Config {
+                    durable_name: Some(format!("raw_latency_{base}")),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                    ..Default::default()
+                })
+                .await?;
+            let mut messages = consumer.messages().await?;
+            let seen = seen.clone();
+            Some(tokio::spawn(async move {
+                while let Some(Ok(m)) = messages.next().await {
+                    if let Ok(t) = serde_json::from_slice::<Tick>(&m.payload) {
+                        seen.mark(std::hint::black_box(t.n));
+                    }
+                    let _ = m.ack().await;
                 }
-                let _ = m.ack().await;
+            }))
+        }
+    };
+    let mut latency = Latency::with_capacity(n);
+    for i in 0..warm + n {
+        let tick = Tick { n: base + i };
+        seen.expect.store(tick.n, Ordering::Release);
+        let payload = serde_json::to_vec(&tick)?;
+        let t0 = Instant::now();
+        match publisher {
+            Publisher::Jetflow(_) => {
+                app.bus().publish(&tick).await?;
+            }
+            Publisher::Raw { headers: true } => {
+                let headers = tick_headers(base, i);
+                js.publish_with_headers(Tick::SUBJECT, headers, payload.into())
+                    .await?
+                    .await?;
+            }
+            Publisher::Raw { headers: false } => {
+                js.publish(Tick::SUBJECT, payload.into()).await?.await?;
             }
         }
-    });
-    let mut samples = Vec::with_capacity(n as usize);
-    for i in 0..warm + n {
-        let payload = serde_json::to_vec(&Tick { n: i })?;
-        let t0 = Instant::now();
-        js.publish(RAW_TICK, payload.into()).await?.await?;
+        let acked = Instant::now();
         let at = seen.wait().await;
         if i >= warm {
-            samples.push(at - t0);
+            latency.push(t0, acked, at);
         }
     }
-    reader.abort();
-    Ok(Latency {
-        p50: quantile(&mut samples, 0.5),
-        p99: quantile(&mut samples, 0.99),
-    })
+    if let Some(r) = raw_reader {
+        r.abort();
+    }
+    if let Some(reader) = apart {
+        reader.stop().await?;
+    }
+    app.stop().await?;
+    Ok(latency)
+}
+
+/// jetflow's default headers for a tick, with a unique id (the time a
+/// fixed string: raw code formats none).
+fn tick_headers(run: u64, i: u64) -> async_nats::HeaderMap {
+    let id = format!("tick-{run}-{i}");
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("ce-specversion", "1.0");
+    h.insert("ce-id", id.as_str());
+    h.insert("ce-type", Tick::SUBJECT);
+    h.insert("ce-source", "footprint");
+    h.insert("ce-time", "2026-01-01T00:00:00.000000000Z");
+    h.insert("content-type", "application/json");
+    h.insert("Nats-Msg-Id", id.as_str());
+    h
 }
 
 // ---------------------------------------------------------------- main
@@ -537,16 +635,14 @@ async fn main() -> anyhow::Result<()> {
     let server = NatsServer::start().await?;
     let url = server.url();
     let js = jetstream::new(async_nats::connect(&url).await?);
-    for (name, subject) in [("ITEM", "item.>"), ("RAWTICK", RAW_TICK)] {
-        // What jetflow creates by default: file storage, 2 min dedup window.
-        js.create_stream(stream::Config {
-            name: name.into(),
-            subjects: vec![subject.into()],
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await?;
-    }
+    // What jetflow creates by default: file storage, 2 min dedup window.
+    js.create_stream(stream::Config {
+        name: "ITEM".into(),
+        subjects: vec!["item.>".into()],
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await?;
     println!(
         "jetflow footprint: nats-server {} at {url}; load average at start: {}",
         server.version(),
@@ -582,15 +678,75 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if selected("latency") {
-        let jetflow = latency_jetflow(&url, warm, n).await?;
-        let raw = latency_raw(&js, warm, n).await?;
+        // Declares the TICK stream and the handler's durable.
+        App::new("footprint")
+            .url(&url)
+            .state(Arc::new(Seen::default()))
+            .handler(record_tick)
+            .start()
+            .await?
+            .stop()
+            .await?;
         println!(
-            "\nlatency, publish -> handled, {n} events one at a time: jetflow p50 {:?} p99 {:?}; raw p50 {:?} p99 {:?}; p50 difference {:+.1} µs",
-            jetflow.p50,
-            jetflow.p99,
-            raw.p50,
-            raw.p99,
-            (jetflow.p50.as_secs_f64() - raw.p50.as_secs_f64()) * 1e6
+            "\nlatency, one event at a time, {n} events after {warm}: publish -> handled (µs)"
+        );
+        println!(
+            "{:<44} {:>9} {:>9} {:>12}",
+            "publisher -> reader", "p50", "p99", "PubAck p50"
+        );
+        let variants = [
+            (
+                "jetflow (CloudEvents) -> jetflow",
+                Publisher::Jetflow(WireProfile::CloudEvents),
+                Reader::Jetflow,
+            ),
+            (
+                "raw, no header -> raw",
+                Publisher::Raw { headers: false },
+                Reader::Raw,
+            ),
+            (
+                "jetflow (lean) -> jetflow",
+                Publisher::Jetflow(WireProfile::Lean),
+                Reader::Jetflow,
+            ),
+            (
+                "raw, jetflow's 7 headers -> raw",
+                Publisher::Raw { headers: true },
+                Reader::Raw,
+            ),
+            (
+                "jetflow (CloudEvents) -> raw",
+                Publisher::Jetflow(WireProfile::CloudEvents),
+                Reader::Raw,
+            ),
+            (
+                "raw, jetflow's 7 headers -> jetflow",
+                Publisher::Raw { headers: true },
+                Reader::Jetflow,
+            ),
+            (
+                "jetflow (CloudEvents) -> jetflow, 2 apps",
+                Publisher::Jetflow(WireProfile::CloudEvents),
+                Reader::JetflowApart,
+            ),
+        ];
+        // The starting variant rotates with the clock, so none always goes first.
+        let first = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs() as usize;
+        let mut p50 = [Duration::ZERO; 7];
+        for k in 0..variants.len() {
+            let v = (first + k) % variants.len();
+            let (name, publisher, reader) = variants[v];
+            let base = (v as u64 + 1) * 1_000_000;
+            p50[v] = latency(&url, &js, (publisher, reader), base, (warm, n))
+                .await?
+                .row(name);
+        }
+        println!(
+            "p50 difference, jetflow (default) -> jetflow minus raw (no header) -> raw: {:+.1} µs",
+            (p50[0].as_secs_f64() - p50[1].as_secs_f64()) * 1e6
         );
     }
     Ok(())
