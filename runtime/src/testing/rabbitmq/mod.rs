@@ -271,6 +271,9 @@ impl RabbitMqServer {
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
             .env("RABBITMQ_PID_FILE", dir.join("pid"))
+            // a VM that fails to start (this node's or `rabbitmqctl`'s)
+            // writes its crash dump here, not into the caller's directory
+            .env("ERL_CRASH_DUMP", dir.join("erl_crash.dump"))
             // exec the VM itself (no signal-forwarding shell); `-noinput` is passed
             .env("RABBITMQ_ALLOW_INPUT", "1")
             // the Erlang cookie lives in $HOME
