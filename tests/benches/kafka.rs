@@ -42,6 +42,13 @@
 //!     commit request per record): the same loop with manual commits,
 //!     `commit_message(CommitMode::Async)`.
 //!
+//!   - jetflow without Kafka (a reference, not a ratio): the c=1 handler
+//!     on the embedded broker (`memory://`, in this process), reading
+//!     `2W + 2N` events published to it beforehand. Its CPU per message is
+//!     what jetflow's transport-neutral consume loop costs plus the
+//!     in-process broker's work, beside which the Kafka sides' figures say
+//!     how much of jetflow's cost on Kafka is the loop, whatever the broker.
+//!
 //!   The raw loop is sequential: with a handler that does nothing,
 //!   concurrency adds no speed to hand-written code, so it is the
 //!   reference for both of jetflow's concurrencies. The clock of a consume
@@ -173,6 +180,33 @@ fn app(url: &str) -> App {
     App::new("bench").url(url).metrics(false)
 }
 
+/// jetflow's consume loop without Kafka: the same handler at concurrency 1
+/// on the embedded broker (`memory://`, in this process, so its work is
+/// counted too), reading `warm + n` events published to it beforehand
+/// (not timed). An upper bound of what the transport-neutral loop costs
+/// per message, whatever the broker.
+async fn consume_embedded(run: usize, warm: u64, n: u64) -> anyhow::Result<Measured> {
+    let url = format!("memory://kafka-bench-{run}");
+    let publisher = App::new("bench-publisher")
+        .url(&url)
+        .metrics(false)
+        .publishes::<BenchOrder>()
+        .start()
+        .await?;
+    for i in 0..warm + n {
+        // a customer of its own per event: the id is the customer, and the
+        // embedded broker, like JetStream, drops a repeated id as a duplicate
+        let event = BenchOrder {
+            customer: format!("customer-{i}"),
+            ..order(i)
+        };
+        publisher.bus().publish(&event).await?;
+    }
+    let measured = measure::consume_jetflow(app(&url), consume_c1, warm, n).await;
+    publisher.stop().await?;
+    measured
+}
+
 /// How the raw consumer records its progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Commits {
@@ -272,6 +306,7 @@ enum Phase {
     ConsumeJetflow64,
     ConsumeRawEach,
     ConsumeRawStored,
+    ConsumeEmbedded1,
 }
 
 impl Phase {
@@ -283,6 +318,7 @@ impl Phase {
             Phase::ConsumeJetflow64 => "consume jetflow c=64",
             Phase::ConsumeRawEach => "consume raw, commit each (async)",
             Phase::ConsumeRawStored => "consume raw, stored offsets + auto commit",
+            Phase::ConsumeEmbedded1 => "consume jetflow c=1, embedded broker",
         }
     }
 }
@@ -311,6 +347,9 @@ async fn main() -> anyhow::Result<()> {
         ("consume c=1 vs raw stored offsets", Vec::new(), Vec::new()),
         ("consume c=64 vs raw stored offsets", Vec::new(), Vec::new()),
     ];
+    // CPU µs/msg at c=1 per run: raw stored offsets, jetflow on Kafka,
+    // jetflow on the embedded broker
+    let mut cpu_c1: [Vec<f64>; 3] = Default::default();
     for run in 0..runs {
         // a fresh broker per run: every group starts new, with no member
         // of an earlier run still leaving
@@ -355,7 +394,11 @@ async fn main() -> anyhow::Result<()> {
             ]
         };
         let mut results = std::collections::HashMap::new();
-        for phase in publish.into_iter().chain(consume) {
+        for phase in publish
+            .into_iter()
+            .chain(consume)
+            .chain([Phase::ConsumeEmbedded1])
+        {
             let (cw, cn) = (2 * warm, 2 * n);
             let m = match phase {
                 Phase::PublishJetflow => {
@@ -396,6 +439,9 @@ async fn main() -> anyhow::Result<()> {
                     )
                     .await?
                 }
+                Phase::ConsumeEmbedded1 => {
+                    timed(phase.name(), limit, consume_embedded(run, cw, cn)).await?
+                }
             };
             println!(
                 "run {}: {:<42} {:>8.0} msg/s {:>6.1} µs/msg",
@@ -429,6 +475,21 @@ async fn main() -> anyhow::Result<()> {
             rates.push(rate);
             cpus.push(cpu);
         }
+        // What the transport-neutral consume loop costs without Kafka
+        // (with the in-process broker's work), beside the two Kafka sides.
+        let (raw, embedded, kafka) = (
+            results[&Phase::ConsumeRawStored].cpu_us(),
+            results[&Phase::ConsumeEmbedded1].cpu_us(),
+            results[&Phase::ConsumeJetflow1].cpu_us(),
+        );
+        println!(
+            "run {}: CPU µs/msg at c=1: raw rdkafka {raw:.2}, jetflow on Kafka {kafka:.2}, \
+             jetflow on the embedded broker {embedded:.2} (its loop and the in-process broker)",
+            run + 1,
+        );
+        for (costs, cost) in cpu_c1.iter_mut().zip([raw, kafka, embedded]) {
+            costs.push(cost);
+        }
     }
     println!(
         "jetflow / raw rdkafka, median (range) over {runs} run(s); load {}:",
@@ -440,6 +501,17 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "  {name:<36} msg/s {rm:.2}x ({rlo:.2}-{rhi:.2}), CPU/msg {cm:.2}x ({clo:.2}-{chi:.2})"
         );
+    }
+    for (name, costs) in [
+        "raw rdkafka",
+        "jetflow on Kafka",
+        "jetflow on the embedded broker",
+    ]
+    .iter()
+    .zip(&cpu_c1)
+    {
+        let (m, lo, hi) = median_range(costs);
+        println!("  CPU µs/msg at c=1, {name:<30} {m:.2} ({lo:.2}-{hi:.2})");
     }
     Ok(())
 }
