@@ -806,6 +806,23 @@ async fn main() -> anyhow::Result<()> {
         publish_typed_concurrent(&bus, warm, n),
     )
     .await;
+    // The SDK's own cost per message, spans built by hand (no jetflow, no
+    // broker): the least any code recording the same spans pays. 5 N spans,
+    // for a finer resolution of CPU per span (10 ms ticks).
+    phase(
+        &mut rows,
+        "otel floor: consumer spans by hand",
+        limit,
+        otel::floor::consumer(&tracer_provider, 5 * n),
+    )
+    .await;
+    phase(
+        &mut rows,
+        "otel floor: producer spans by hand",
+        limit,
+        otel::floor::producer(&tracer_provider, 5 * n),
+    )
+    .await;
 
     println!(
         "\n{:<40} {:>10} {:>12} {:>14} {:>9}",
@@ -951,11 +968,27 @@ async fn main() -> anyhow::Result<()> {
         let on = sum([format!("{base}, {what}"), format!("{base}, {what} (2)")]);
         let off = sum([base.to_owned(), format!("{base} (2)")]);
         match (on, off) {
-            (Some((rate_on, cpu_on)), Some((rate_off, cpu_off))) => println!(
-                "{label:<46} {:>9.2}x {:>9.2}x   ({cpu_on:.2} vs {cpu_off:.2} µs CPU/msg)",
-                rate_on / rate_off,
-                cpu_on / cpu_off
-            ),
+            (Some((rate_on, cpu_on)), Some((rate_off, cpu_off))) => {
+                println!(
+                    "{label:<46} {:>9.2}x {:>9.2}x   ({cpu_on:.2} vs {cpu_off:.2} µs CPU/msg)",
+                    rate_on / rate_off,
+                    cpu_on / cpu_off
+                );
+                let floor = match (what, base.starts_with("consume")) {
+                    ("metrics+otel", true) => get("otel floor: consumer spans by hand"),
+                    ("metrics+otel", false) => get("otel floor: producer spans by hand"),
+                    _ => None,
+                };
+                if let Some(floor) = floor {
+                    println!(
+                        "{:<46} {:>10} {:>9.2}x   (the SDK by hand: {:.2} µs CPU per span)",
+                        "  least possible with the same spans",
+                        "",
+                        (cpu_off + floor.cpu_us()) / cpu_off,
+                        floor.cpu_us()
+                    );
+                }
+            }
             _ => println!("{label:<46} {:>10} {:>10}", "n/a", "n/a"),
         }
     }
