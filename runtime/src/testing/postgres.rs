@@ -12,6 +12,8 @@ use super::process::Process;
 /// Where Debian's `postgresql` packages put the server binaries.
 const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a restart waits for a killed server's backends to exit.
+const ORPHANS_TIMEOUT: Duration = Duration::from_secs(10);
 /// The OS user the server runs as when the tests run as root (PostgreSQL
 /// refuses to run as root).
 const SERVER_USER: &str = "postgres";
@@ -126,9 +128,32 @@ impl PostgresServer {
     /// and data dir (crash recovery replays its WAL).
     pub async fn restart(&mut self) -> Result<(), TestingError> {
         self.kill().await?;
-        // a killed postmaster leaves its pid file; the new one checks it
-        self.spawn()?;
-        self.wait_ready().await
+        // A killed postmaster leaves its pid file (the new one checks it)
+        // and its backends, which exit once they notice it is gone; until
+        // then they hold its shared memory and a new postmaster refuses to
+        // start ("pre-existing shared memory block ... is still in use"),
+        // so it is started again until they are gone, for a bounded time.
+        let deadline = tokio::time::Instant::now() + ORPHANS_TIMEOUT;
+        loop {
+            let logged = std::fs::metadata(self.log.path()).map_or(0, |m| m.len());
+            self.spawn()?;
+            let started = self.wait_ready().await;
+            if started.is_ok()
+                || tokio::time::Instant::now() >= deadline
+                || !self.refused_for_orphans(logged)
+            {
+                return started;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether the postmaster whose log begins at byte `logged` refused to
+    /// start because the killed one's backends still hold its shared memory.
+    fn refused_for_orphans(&self, logged: u64) -> bool {
+        let log = std::fs::read(self.log.path()).unwrap_or_default();
+        let since = usize::try_from(logged).map_or(&[][..], |at| log.get(at..).unwrap_or_default());
+        String::from_utf8_lossy(since).contains("pre-existing shared memory block")
     }
 
     /// A command running `program` of the server's binaries, as the server
