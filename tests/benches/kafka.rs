@@ -180,6 +180,17 @@ fn app(url: &str) -> App {
     App::new("bench").url(url).metrics(false)
 }
 
+/// The publishing app on `url`: it creates the stream (on Kafka, the
+/// topic) and records its subjects.
+async fn publisher(url: &str) -> anyhow::Result<jetflow::AppHandle> {
+    Ok(App::new("bench-publisher")
+        .url(url)
+        .metrics(false)
+        .publishes::<BenchOrder>()
+        .start()
+        .await?)
+}
+
 /// jetflow's consume loop without Kafka: the same handler at concurrency 1
 /// on the embedded broker (`memory://`, in this process, so its work is
 /// counted too), reading `warm + n` events published to it beforehand
@@ -187,12 +198,7 @@ fn app(url: &str) -> App {
 /// per message, whatever the broker.
 async fn consume_embedded(run: usize, warm: u64, n: u64) -> anyhow::Result<Measured> {
     let url = format!("memory://kafka-bench-{run}");
-    let publisher = App::new("bench-publisher")
-        .url(&url)
-        .metrics(false)
-        .publishes::<BenchOrder>()
-        .start()
-        .await?;
+    let publisher = publisher(&url).await?;
     for i in 0..warm + n {
         // a customer of its own per event: the id is the customer, and the
         // embedded broker, like JetStream, drops a repeated id as a duplicate
@@ -356,13 +362,7 @@ async fn main() -> anyhow::Result<()> {
         let server = jetflow::testing::KafkaServer::start().await?;
         let url = server.url();
         let bootstrap = server.bootstrap();
-        // creates the topic and records its subjects
-        let publisher = App::new("bench-publisher")
-            .url(&url)
-            .metrics(false)
-            .publishes::<BenchOrder>()
-            .start()
-            .await?;
+        let publisher = publisher(&url).await?;
         let bus = publisher.bus().clone();
         let producer: FutureProducer = client_config(&bootstrap, "rawbench")
             .set("partitioner", "murmur2_random")
